@@ -1,0 +1,110 @@
+"""The application context: settings, database, templates, keys, sender."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from jinja2 import Environment
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailgate.keys import load_signing_keys
+from mailgate.outbound import Sender, make_sender
+from mailgate.outbound.rendering import make_environment
+from mailgate.settings import Settings
+from mailgate.tokens import SigningKey
+from store import migrate
+from store.db import is_sqlite, make_engine, make_sessionmaker
+from store.directory import normalize_address, queue_addresses
+
+log = logging.getLogger(__name__)
+
+# How long the set of served addresses is cached for RCPT checks, so a queue
+# added from the CLI is served within this time without a restart.
+SERVED_ADDRESSES_TTL_SECONDS = 2.0
+
+
+class SchemaOutOfDate(RuntimeError):
+    """Raised when the database schema is older than this code."""
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    templates: Environment
+    signing_keys: list[SigningKey]
+    sender: Sender
+    _served: tuple[float, frozenset[str]] = (0.0, frozenset())
+    _served_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def create(cls, settings: Settings, *, migrate_embedded: bool = True) -> App:
+        """Open the database and check its schema.
+
+        SQLite databases are upgraded in place; any other database must be
+        upgraded with ``mailgate db upgrade`` first.
+        """
+        settings.home.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url)
+        if not migrate.is_up_to_date(engine):
+            if is_sqlite(engine) and migrate_embedded:
+                migrate.upgrade(engine)
+            else:
+                raise SchemaOutOfDate(
+                    f"database schema is at {migrate.current_revision(engine)}, "
+                    f"this mailgate needs {migrate.head_revision()}; "
+                    "run 'mailgate db upgrade'"
+                )
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            templates=make_environment(),
+            signing_keys=load_signing_keys(settings),
+            sender=make_sender(settings),
+        )
+
+    @property
+    def keys_by_id(self) -> dict[str, SigningKey]:
+        return {key.key_id: key for key in self.signing_keys}
+
+    def served_addresses(self) -> frozenset[str]:
+        with self._served_lock:
+            loaded_at, addresses = self._served
+            if time.monotonic() - loaded_at > SERVED_ADDRESSES_TTL_SECONDS:
+                with self.sessions() as session:
+                    addresses = frozenset(queue_addresses(session))
+                self._served = (time.monotonic(), addresses)
+            return addresses
+
+    def serves(self, address: str) -> bool:
+        """True when we take mail for ``address``: a queue or a reply address.
+
+        Everything else is rejected at RCPT, so we are never an open relay.
+        Do not call this inside a write transaction on SQLite: it may open
+        a second connection, which would wait for the first one's lock.
+        """
+        return is_served(address, self.served_addresses(), self.settings.domain)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def is_served(address: str, queue_addresses: frozenset[str] | set[str], domain: str) -> bool:
+    """True for a queue address, the queue address with a ``+tag``, or any
+    ``local+tag`` address at our own ``domain`` (reply addresses)."""
+    address = normalize_address(address)
+    local, _, address_domain = address.rpartition("@")
+    if not local:
+        return False
+    if address in queue_addresses:
+        return True
+    base, plus, _tag = local.partition("+")
+    if plus and f"{base}@{address_domain}" in queue_addresses:
+        return True
+    return bool(plus) and address_domain == domain

@@ -1,0 +1,40 @@
+"""Exceptions raised by mailgate.
+
+::
+
+    MailgateError
+    ├── TemporaryError          retry later; nothing was lost
+    │   ├── SpoolUnavailable        the spool could not be written
+    │   └── TemporaryDeliveryError  a relay answered 4xx, timed out or refused us
+    └── PermanentError          retrying cannot help
+        ├── MessageRejected         a mail we can never accept (ingest exit 65)
+        └── PermanentDeliveryError  a relay answered 5xx
+"""
+
+
+class MailgateError(Exception):
+    """Base class of mailgate's own errors."""
+
+
+class TemporaryError(MailgateError):
+    """A failure that a later retry may fix."""
+
+
+class PermanentError(MailgateError):
+    """A failure that a retry cannot fix."""
+
+
+class SpoolUnavailable(TemporaryError):
+    """Raised when a mail could not be committed to the spool."""
+
+
+class TemporaryDeliveryError(TemporaryError):
+    """Raised when a relay answers 4xx, times out or refuses the connection."""
+
+
+class PermanentDeliveryError(PermanentError):
+    """Raised when a relay answers 5xx to the sender or the recipient."""
+
+
+class MessageRejected(PermanentError):
+    """Raised for input that is not a mail we can accept, e.g. empty or too large."""

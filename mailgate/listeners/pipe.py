@@ -1,0 +1,44 @@
+"""``mailgate ingest``: spool one mail from a file or stdin, for an MTA's
+pipe transport. Exit codes follow sysexits.h, which MTAs understand."""
+
+from __future__ import annotations
+
+import logging
+from typing import BinaryIO
+
+from mailgate.app import App
+from mailgate.errors import MessageRejected, SpoolUnavailable
+from store.spool import Envelope, spool_message
+
+log = logging.getLogger(__name__)
+
+EX_OK = 0
+EX_DATAERR = 65  # the input is not a mail we can ever accept
+EX_TEMPFAIL = 75  # try again later; nothing was kept
+
+
+def read_message(stream: BinaryIO, max_bytes: int) -> bytes:
+    """Read one message, at most ``max_bytes``; raise MessageRejected when it
+    is empty, too large, or has no header section."""
+    raw = stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise MessageRejected(f"message exceeds the size limit of {max_bytes} bytes")
+    if not raw.strip():
+        raise MessageRejected("message is empty")
+    # Postfix's pipe transport may prepend an mbox "From " line.
+    if raw.startswith(b"From "):
+        raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
+    first_line = raw.split(b"\n", 1)[0]
+    if b":" not in first_line:
+        raise MessageRejected("input does not start with a header field")
+    return raw
+
+
+def ingest(app: App, raw: bytes, sender: str, recipients: tuple[str, ...]) -> int:
+    """Spool ``raw`` and return its id; raise SpoolUnavailable on failure."""
+    envelope = Envelope(mail_from=sender, rcpt_tos=recipients, source="ingest")
+    try:
+        return spool_message(app.sessions, raw, envelope)
+    except Exception as error:
+        log.exception("spooling from ingest failed")
+        raise SpoolUnavailable(f"spool unavailable: {error}") from error

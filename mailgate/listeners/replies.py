@@ -1,0 +1,8 @@
+"""The SMTP replies the listener sends, named (RFC 5321 codes, RFC 3463
+enhanced status codes)."""
+
+RCPT_OK = "250 2.1.5 Recipient OK"
+RCPT_NOT_SERVED = "550 5.1.1 <{address}>: recipient not served here"
+RCPT_INVALID = "501 5.1.3 Invalid recipient address"
+SPOOL_UNAVAILABLE = "451 4.3.0 Spool unavailable, try again later"
+QUEUED = "250 2.0.0 queued as {spool_id}"

@@ -1,0 +1,103 @@
+"""The SMTP listener: takes mail for the addresses we serve and spools it.
+
+It answers ``250 queued as <id>`` only after the spool row is committed, 451
+when the commit fails (the sender retries, nothing is lost), and 550 at RCPT
+for any address we do not serve, so it is never an open relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mailgate.app import App
+from mailgate.listeners import replies
+from store.spool import Envelope as SpoolEnvelope
+from store.spool import spool_message
+
+log = logging.getLogger(__name__)
+
+# RFC 5321 4.5.3.1.6 limits a line to 1000 octets, but real mail carries
+# longer header lines; take them rather than lose the mail, up to this.
+LINE_LENGTH_LIMIT = 64 * 1024
+
+
+class GatewaySMTP(SMTP):
+    line_length_limit = LINE_LENGTH_LIMIT
+
+
+class SpoolHandler:
+    """aiosmtpd handler that spools every accepted message."""
+
+    def __init__(self, app: App, on_spooled: Callable[[int], None]) -> None:
+        self.app = app
+        self.on_spooled = on_spooled
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            served = await loop.run_in_executor(None, self.app.serves, address)
+        except Exception:
+            log.exception("RCPT check for %s failed; answering 451", address)
+            return replies.SPOOL_UNAVAILABLE
+        if not served:
+            log.info("RCPT rejected peer=%s rcpt=<%s>: not served", session.peer, address)
+            return replies.RCPT_NOT_SERVED.format(address=address)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return replies.RCPT_OK
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        spool_envelope = SpoolEnvelope(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            source="smtp",
+            peer=_peer(session.peer),
+            helo=session.host_name,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            spool_id = await loop.run_in_executor(
+                None, spool_message, self.app.sessions, raw, spool_envelope
+            )
+        except Exception:
+            log.exception("spooling failed for peer=%s size=%d; answering 451", session.peer, len(raw))
+            return replies.SPOOL_UNAVAILABLE
+        self.on_spooled(spool_id)
+        return replies.QUEUED.format(spool_id=spool_id)
+
+
+def _peer(peer: Any) -> str | None:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer) if peer else None
+
+
+async def start_smtp_server(
+    app: App, host: str, port: int, on_spooled: Callable[[int], None]
+) -> asyncio.Server:
+    """Listen on ``host:port`` in the running loop and return the server."""
+    handler = SpoolHandler(app, on_spooled)
+    loop = asyncio.get_running_loop()
+    limit = app.settings.max_message_bytes
+
+    def factory() -> GatewaySMTP:
+        return GatewaySMTP(
+            handler,
+            data_size_limit=limit,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=app.settings.domain,
+            ident="mailgate",
+            loop=loop,
+        )
+
+    return await loop.create_server(factory, host=host, port=port)

@@ -1,0 +1,110 @@
+"""The mail a new ticket causes: New Ticket to the queue's agents and an
+acknowledgement to the customer. Rendered now, sent later from the outbox."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from mailgate.app import App
+from mailgate.outbound.compose import compose_mail, make_message_id
+from mailgate.outbound.rendering import render_mail
+from mailgate.subjects import format_tag
+from mailgate.tokens import issue_token
+from store.models import Attachment, Queue, Ticket, User, utcnow
+from store.outbox import OutgoingMail, add_to_outbox, count_recent
+from store.models import OutboxEntry
+
+log = logging.getLogger(__name__)
+
+KIND_NEW_TICKET = "new_ticket"
+KIND_ACKNOWLEDGEMENT = "acknowledgement"
+
+
+def reply_address(app: App, queue: Queue, token: str) -> str:
+    """Return ``<queue local part>+<token>@<MAILGATE_DOMAIN>``."""
+    local = queue.address.rpartition("@")[0].partition("+")[0]
+    return f"{local}+{token}@{app.settings.domain}"
+
+
+def queue_new_ticket_notifications(
+    app: App,
+    session: Session,
+    ticket: Ticket,
+    queue: Queue,
+    text: str,
+    attachments: list[Attachment],
+) -> list[OutboxEntry]:
+    """Add one "New Ticket" mail per agent of the queue to the outbox.
+
+    Each carries a reply token for that agent in its Reply-To address and
+    its Message-ID, so the agent's answer can become a note.
+    """
+    settings = app.settings
+    tag = format_tag(settings.ticket_tag_prefix, ticket.id)
+    entries = []
+    for agent in queue.agents:
+        if agent.email == ticket.requester_email:
+            continue
+        token = issue_token(
+            app.signing_keys[0], ticket.id, agent.id, ttl_days=settings.reply_token_ttl_days
+        )
+        message_id = make_message_id(settings.domain, token)
+        rendered = render_mail(
+            app.templates, KIND_NEW_TICKET,
+            ticket=ticket, queue=queue, tag=tag, text=text, attachments=attachments, agent=agent,
+        )
+        raw = compose_mail(
+            rendered,
+            from_address=(f"{queue.name} via mailgate", queue.address),
+            to_address=(agent.name or agent.username, agent.email),
+            message_id=message_id,
+            domain=settings.domain,
+            auto_submitted="auto-generated",
+            reply_to=reply_address(app, queue, token),
+        )
+        entries.append(
+            add_to_outbox(session, OutgoingMail(
+                kind=KIND_NEW_TICKET, mail_from=queue.address, rcpt_to=agent.email,
+                message_id=message_id, raw=raw, ticket_id=ticket.id,
+            ))
+        )
+    return entries
+
+
+def queue_acknowledgement(
+    app: App, session: Session, ticket: Ticket, queue: Queue, customer_message_id: str | None
+) -> OutboxEntry | None:
+    """Add the acknowledgement for a new ticket, unless the customer got too
+    many of them lately (a loop with another auto-responder)."""
+    settings = app.settings
+    recipient = ticket.requester_email
+    since = utcnow() - timedelta(hours=1)
+    if count_recent(session, KIND_ACKNOWLEDGEMENT, recipient, since) >= settings.ack_limit_per_hour:
+        log.warning(
+            "acknowledgement for ticket=%s not sent: %s got %d in the last hour",
+            ticket.id, recipient, settings.ack_limit_per_hour,
+        )
+        return None
+    tag = format_tag(settings.ticket_tag_prefix, ticket.id)
+    message_id = make_message_id(settings.domain, f"t{ticket.id}")
+    rendered = render_mail(app.templates, KIND_ACKNOWLEDGEMENT, ticket=ticket, queue=queue, tag=tag)
+    raw = compose_mail(
+        rendered,
+        from_address=(queue.name, queue.address),
+        to_address=(ticket.requester_name, recipient),
+        message_id=message_id,
+        domain=settings.domain,
+        auto_submitted="auto-replied",
+        reply_to=queue.address,
+        in_reply_to=customer_message_id,
+        references=[customer_message_id] if customer_message_id else None,
+    )
+    # RFC 3834: an automatic reply goes out with the null return path, so a
+    # bounce of it is never answered again.
+    return add_to_outbox(session, OutgoingMail(
+        kind=KIND_ACKNOWLEDGEMENT, mail_from="", rcpt_to=recipient,
+        message_id=message_id, raw=raw, ticket_id=ticket.id,
+    ))

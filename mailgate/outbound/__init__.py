@@ -1,0 +1,23 @@
+"""Outbound mail: templates, composition, and the senders that deliver it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from mailgate.settings import Settings
+
+
+class Sender(Protocol):
+    def send(self, outbox_id: int, mail_from: str, rcpt_to: str, raw: bytes) -> str:
+        """Deliver one mail; return a short description of where it went."""
+        ...
+
+
+def make_sender(settings: Settings) -> Sender:
+    """Return the relay sender when a relay is configured, else the Maildir."""
+    from mailgate.outbound.maildir import MaildirSender
+    from mailgate.outbound.relay import RelaySender
+
+    if settings.relay:
+        return RelaySender(settings.relay)
+    return MaildirSender(settings.outbox_maildir)

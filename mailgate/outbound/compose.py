@@ -1,0 +1,54 @@
+"""Build the RFC 5322 bytes of the mail we send."""
+
+from __future__ import annotations
+
+import secrets
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr
+
+from mailgate.automatic import OWN_MESSAGE_ID_PREFIX
+from mailgate.outbound.rendering import RenderedMail
+from store.models import utcnow
+
+
+def make_message_id(domain: str, tail: str = "") -> str:
+    """Return a new Message-ID (without angle brackets) that we recognise as ours."""
+    local = OWN_MESSAGE_ID_PREFIX + secrets.token_hex(8)
+    if tail:
+        local += "." + tail
+    return f"{local}@{domain}"
+
+
+def compose_mail(
+    rendered: RenderedMail,
+    *,
+    from_address: tuple[str, str],
+    to_address: tuple[str, str],
+    message_id: str,
+    domain: str,
+    auto_submitted: str,
+    reply_to: str | None = None,
+    in_reply_to: str | None = None,
+    references: list[str] | None = None,
+) -> bytes:
+    """Return a multipart/alternative mail marked as automatic (RFC 3834)."""
+    message = EmailMessage(policy=SMTP)
+    message["From"] = formataddr(from_address)
+    message["To"] = formataddr(to_address)
+    message["Subject"] = rendered.subject
+    message["Date"] = format_datetime(utcnow())
+    message["Message-ID"] = f"<{message_id}>"
+    if reply_to:
+        message["Reply-To"] = reply_to
+    if in_reply_to:
+        message["In-Reply-To"] = f"<{in_reply_to}>"
+    if references:
+        message["References"] = " ".join(f"<{value}>" for value in references)
+    message["Auto-Submitted"] = auto_submitted
+    # Ask Exchange and Outlook not to answer with out-of-office replies.
+    message["X-Auto-Response-Suppress"] = "All"
+    message["X-Loop"] = domain
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    return message.as_bytes()

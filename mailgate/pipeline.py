@@ -1,0 +1,265 @@
+"""Process one spooled mail: parse it, decide what it is, and act.
+
+Every change, its history rows and the mail it causes commit in one
+transaction together with the spool row's new state, so processing a row
+twice is harmless: the second run finds it no longer pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailgate.app import App, is_served
+from mailgate.automatic import automatic_reason
+from mailgate.notifications import queue_acknowledgement, queue_new_ticket_notifications
+from mailgate.parsing import ParsedMail, ParseError, parse_message
+from mailgate.routing import (
+    choose_queue,
+    dedupe_key,
+    dmarc_failed,
+    find_referenced_ticket,
+    reply_token_candidates,
+)
+from mailgate.tokens import ReplyToken, TokenError, verify_token
+from mailgate.trimming import trim_reply
+from store.directory import normalize_address, queue_addresses
+from store.models import ProcessedMail, SpoolEntry, SpoolState, Ticket, User
+from store.spool import finish_spool_entry, lock_spool_entry, mark_failed
+from store.tickets import (
+    NewAttachment,
+    NewMessage,
+    add_message,
+    add_note,
+    create_ticket,
+    is_participant,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What processing did, for the caller to log and to enqueue sends."""
+
+    state: SpoolState
+    reason: str = ""
+    ticket_id: int | None = None
+    outbox_ids: list[int] = field(default_factory=list)
+
+
+def process_spool_entry(app: App, spool_id: int) -> Outcome | None:
+    """Process one spool row; return None when it was not pending."""
+    with app.sessions() as session:
+        entry = session.get(SpoolEntry, spool_id)
+        if entry is None or entry.state != SpoolState.PENDING.value:
+            return None
+        raw, mail_from, rcpt_tos = entry.raw, entry.mail_from, list(entry.rcpt_tos)
+        source = entry.source
+    try:
+        mail = parse_message(raw)
+    except ParseError as error:
+        log.warning("spool id=%s cannot be parsed: %s", spool_id, error)
+        mark_failed(app.sessions, spool_id, f"cannot be parsed: {error}")
+        return Outcome(SpoolState.FAILED, reason=str(error))
+    envelope_sender = mail_from if source == "smtp" or mail_from else None
+    with app.sessions.begin() as session:
+        entry = lock_spool_entry(session, spool_id)
+        if entry is None or entry.state != SpoolState.PENDING.value:
+            return None
+        entry.attempts += 1
+        entry.message_id = mail.message_id
+        outcome = _decide_and_act(app, session, entry, mail, raw, envelope_sender, rcpt_tos)
+        finish_spool_entry(
+            entry, outcome.state, error=outcome.reason or None, ticket_id=outcome.ticket_id
+        )
+        session.flush()
+    log.info(
+        "spool id=%s %s ticket=%s message-id=<%s>%s",
+        spool_id, outcome.state.value, outcome.ticket_id, mail.message_id,
+        f" reason={outcome.reason}" if outcome.reason else "",
+    )
+    return outcome
+
+
+def _decide_and_act(
+    app: App,
+    session: Session,
+    entry: SpoolEntry,
+    mail: ParsedMail,
+    raw: bytes,
+    envelope_sender: str | None,
+    rcpt_tos: list[str],
+) -> Outcome:
+    key = dedupe_key(mail, raw)
+    if session.get(ProcessedMail, key) is not None:
+        return _duplicate()
+    try:
+        # A savepoint, so that a twin of this mail committed by another
+        # worker meanwhile undoes only this mail's changes.
+        with session.begin_nested():
+            outcome = _act(app, session, entry, mail, envelope_sender, rcpt_tos)
+            if outcome.state == SpoolState.PROCESSED:
+                session.add(ProcessedMail(dedupe_key=key, spool_id=entry.id))
+                session.flush()
+    except IntegrityError:
+        if session.get(ProcessedMail, key) is None:
+            raise
+        return _duplicate()
+    return outcome
+
+
+def _duplicate() -> Outcome:
+    return Outcome(SpoolState.DUPLICATE, reason="the same mail was processed before")
+
+
+def _act(
+    app: App,
+    session: Session,
+    entry: SpoolEntry,
+    mail: ParsedMail,
+    envelope_sender: str | None,
+    rcpt_tos: list[str],
+) -> Outcome:
+    settings = app.settings
+    served = frozenset(queue_addresses(session))
+    automatic = automatic_reason(
+        mail.header, mail.subject, envelope_sender,
+        own_domain=settings.domain, own_addresses=sorted(served),
+    )
+    tokens = reply_token_candidates(rcpt_tos, mail)
+    if tokens:
+        return _agent_reply(app, session, entry, mail, tokens, automatic)
+    ticket = find_referenced_ticket(session, mail, settings.ticket_tag_prefix)
+    sender = normalize_address(mail.from_.email) if mail.from_ else ""
+    if ticket is not None and sender and is_participant(session, ticket, sender):
+        add_message(session, ticket, _new_message(entry, mail, automatic=bool(automatic)))
+        # TODO: send "Ticket Updated" to the assignee and watchers.
+        return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id)
+    if ticket is not None and automatic:
+        return Outcome(
+            SpoolState.IGNORED,
+            reason=f"automatic mail ({automatic}) about ticket {ticket.id} from a non-participant",
+        )
+    return _new_ticket(app, session, entry, mail, rcpt_tos, automatic, served)
+
+
+def _new_message(entry: SpoolEntry, mail: ParsedMail, *, automatic: bool) -> NewMessage:
+    sender = mail.from_ or mail.sender
+    return NewMessage(
+        from_name=sender.name if sender else "",
+        from_email=(sender.email if sender and sender.email else entry.mail_from) or "",
+        subject=mail.subject,
+        text=mail.text,
+        html=mail.html,
+        message_id=mail.message_id,
+        spool_id=entry.id,
+        attachments=tuple(_attachments(mail)),
+        automatic=automatic,
+    )
+
+
+def _attachments(mail: ParsedMail, *, inline: bool = True) -> list[NewAttachment]:
+    return [
+        NewAttachment(
+            filename=item.filename, content_type=item.content_type, data=item.data,
+            content_id=item.content_id, inline=item.inline,
+        )
+        for item in mail.attachments
+        if inline or not item.inline
+    ]
+
+
+def _new_ticket(
+    app: App,
+    session: Session,
+    entry: SpoolEntry,
+    mail: ParsedMail,
+    rcpt_tos: list[str],
+    automatic: str | None,
+    served: frozenset[str],
+) -> Outcome:
+    queue = choose_queue(session, rcpt_tos, mail, app.settings.default_queue)
+    if queue is None:
+        return Outcome(
+            SpoolState.FAILED,
+            reason="no queue configured; add one with 'mailgate queues add', then retry",
+        )
+    participants = [
+        (address.email, address.name)
+        for address in (*mail.to, *mail.cc)
+        if address.email and not is_served(address.email, served, app.settings.domain)
+    ]
+    message = _new_message(entry, mail, automatic=bool(automatic))
+    ticket = create_ticket(session, queue, message, participants=participants)
+    stored = ticket.messages[-1].attachments if ticket.messages else []
+    outbox = queue_new_ticket_notifications(app, session, ticket, queue, mail.text, stored)
+    if automatic:
+        log.info("ticket=%s gets no acknowledgement: automatic mail (%s)", ticket.id, automatic)
+    elif ticket.requester_email:
+        acknowledgement = queue_acknowledgement(app, session, ticket, queue, mail.message_id)
+        if acknowledgement is not None:
+            outbox.append(acknowledgement)
+    session.flush()
+    return Outcome(
+        SpoolState.PROCESSED, ticket_id=ticket.id, outbox_ids=[item.id for item in outbox]
+    )
+
+
+def _agent_reply(
+    app: App,
+    session: Session,
+    entry: SpoolEntry,
+    mail: ParsedMail,
+    tokens: list[str],
+    automatic: str | None,
+) -> Outcome:
+    """Turn a reply to a notification into an internal note, or reject it."""
+    token: ReplyToken | None = None
+    errors = []
+    for candidate in tokens:
+        try:
+            token = verify_token(candidate, app.keys_by_id)
+            break
+        except TokenError as error:
+            errors.append(str(error))
+    if token is None:
+        return Outcome(SpoolState.REJECTED, reason="; ".join(dict.fromkeys(errors)))
+    ticket = session.get(Ticket, token.ticket_id)
+    agent = session.get(User, token.user_id)
+    if ticket is None or agent is None:
+        return Outcome(SpoolState.REJECTED, reason="token names a ticket or user that does not exist")
+    sender = normalize_address(mail.from_.email) if mail.from_ and mail.from_.email else ""
+    if sender != agent.email:
+        return Outcome(
+            SpoolState.REJECTED, ticket_id=ticket.id,
+            reason=f"sender {sender or '(none)'} is not the agent the token was issued to",
+        )
+    if dmarc_failed(mail):
+        return Outcome(
+            SpoolState.REJECTED, ticket_id=ticket.id,
+            reason="Authentication-Results reports dmarc=fail",
+        )
+    if automatic:
+        return Outcome(
+            SpoolState.IGNORED, ticket_id=ticket.id, reason=f"automatic reply ({automatic})"
+        )
+    trimmed = trim_reply(mail.text, mail.html_source)
+    # NOTE: inline images are left out of notes because most of them come
+    # from the quoted original; one the agent pasted stays in the raw mail.
+    attachments = _attachments(mail, inline=False)
+    if not trimmed.body and not attachments:
+        return Outcome(SpoolState.IGNORED, ticket_id=ticket.id, reason="reply has no new text")
+    add_note(
+        session, ticket, agent, trimmed.body, channel="email", trimmed=trimmed.removed,
+        spool_id=entry.id, attachments=attachments,
+    )
+    return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id)
+
+
+def fail_spool_entry(app: App, spool_id: int, error: BaseException) -> None:
+    """Record an unexpected processing error on the row, for ``spool retry``."""
+    mark_failed(app.sessions, spool_id, f"{type(error).__name__}: {error}")

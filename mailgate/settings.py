@@ -1,0 +1,175 @@
+"""Settings: every ``MAILGATE_*`` environment variable is read here.
+
+Values come, in order of precedence, from the environment, from the TOML file
+named by ``MAILGATE_CONFIG`` (default ``$MAILGATE_HOME/mailgate.toml`` when it
+exists), and from the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# RFC 1870 SIZE limit we advertise unless configured otherwise.
+DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+
+
+class SettingsError(Exception):
+    """Raised when a setting is invalid; the message names it and the fix."""
+
+
+class RelaySettings(BaseModel):
+    """An outbound SMTP relay parsed from ``MAILGATE_SMTP_RELAY``."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    starttls: bool = False
+    implicit_tls: bool = False
+    timeout_seconds: float = 30.0
+
+    def __str__(self) -> str:
+        # Never show the password.
+        user = f"{self.username}@" if self.username else ""
+        return f"{user}{self.host}:{self.port}"
+
+
+def parse_relay_url(url: str) -> RelaySettings:
+    """Parse ``smtp://user:password@host:587?starttls=true`` (or ``smtps://``)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise SettingsError(
+            f"MAILGATE_SMTP_RELAY is invalid: {parts.scheme or 'no'} scheme; "
+            "expected a URL such as smtp://user:password@relay.example.com:587"
+            "?starttls=true"
+        )
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    implicit_tls = parts.scheme == "smtps"
+    return RelaySettings(
+        host=parts.hostname,
+        port=parts.port or (465 if implicit_tls else 25),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        starttls=query.get("starttls", "false").lower() in ("1", "true", "yes"),
+        implicit_tls=implicit_tls,
+        timeout_seconds=float(query.get("timeout", "30")),
+    )
+
+
+class Settings(BaseSettings):
+    """The gateway's configuration, validated at start."""
+
+    model_config = SettingsConfigDict(env_prefix="MAILGATE_", extra="ignore")
+
+    home: Path = Path("var")
+    database_url: str | None = None
+    redis_url: str | None = None
+    smtp_relay: str | None = Field(default=None, repr=False)
+    domain: str = "localhost"
+    # Signing keys for reply tokens as "kid:hexsecret" entries separated by
+    # commas; the first one signs. Unset: a key generated under home.
+    signing_keys: str | None = Field(default=None, repr=False)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    worker_threads: int = 4
+    ticket_tag_prefix: str = "#"
+    reply_token_ttl_days: int = 90
+    # Cap on acknowledgements to one sender per hour, against mail loops.
+    ack_limit_per_hour: int = 5
+    sweep_interval_seconds: float = 30.0
+    outbox_max_attempts: int = 8
+    default_queue: str | None = None
+
+    @field_validator("max_message_bytes", "smtp_port", "worker_threads")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError(f"must be a positive number, got {value}")
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not value or "@" in value or " " in value:
+            raise ValueError(f"{value!r} is not a domain; example: support.example.com")
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'mailgate.db').resolve()}"
+
+    @cached_property
+    def relay(self) -> RelaySettings | None:
+        return parse_relay_url(self.smtp_relay) if self.smtp_relay else None
+
+    @property
+    def outbox_maildir(self) -> Path:
+        return self.home / "outbox"
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when Dramatiq runs on the in-process broker."""
+        return not self.redis_url
+
+    def summary(self) -> str:
+        """Return a one-line description for start-up logs, without secrets."""
+        database = self.resolved_database_url
+        if "@" in database:
+            database = database.split("://", 1)[0] + "://…@" + database.rsplit("@", 1)[1]
+        broker = "redis" if self.redis_url else "in-process"
+        outbound = f"relay {self.relay}" if self.relay else f"maildir {self.outbox_maildir}"
+        return (
+            f"home={self.home} database={database} broker={broker} "
+            f"outbound={outbound} domain={self.domain}"
+        )
+
+
+def _file_values(environ: dict[str, str]) -> dict[str, Any]:
+    home = Path(environ.get("MAILGATE_HOME", "var"))
+    path = Path(environ.get("MAILGATE_CONFIG", home / "mailgate.toml"))
+    if "MAILGATE_CONFIG" not in environ and not path.exists():
+        return {}
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise SettingsError(f"MAILGATE_CONFIG names {path}, which does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path} is not valid TOML: {error}") from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load and validate settings; raise SettingsError naming the bad one."""
+    environ = dict(os.environ)
+    values = _file_values(environ)
+    # Environment variables win over the file, so only pass file values that
+    # the environment does not set.
+    values = {
+        key: value
+        for key, value in values.items()
+        if f"MAILGATE_{key.upper()}" not in environ
+    }
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        settings = Settings(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "MAILGATE_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise SettingsError(
+            f"{name} is invalid ({first.get('input')!r}): {first['msg']}"
+        ) from None
+    if settings.smtp_relay:
+        settings.relay  # noqa: B018 - validate the URL now, not at first send
+    return settings

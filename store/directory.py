@@ -1,0 +1,100 @@
+"""Queues and users: who serves which address."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from store.models import Queue, Role, User
+
+log = logging.getLogger(__name__)
+
+
+class DirectoryError(ValueError):
+    """Raised when a queue or user cannot be added as asked."""
+
+
+def normalize_address(address: str) -> str:
+    """Lower-case an address for comparison (domains are case-insensitive,
+    and in practice so are the local parts of the addresses we serve)."""
+    return address.strip().strip("<>").lower()
+
+
+def add_queue(sessions: sessionmaker[Session], name: str, address: str) -> Queue:
+    address = normalize_address(address)
+    if "@" not in address:
+        raise DirectoryError(f"queue address {address!r} is not an email address")
+    try:
+        with sessions.begin() as session:
+            queue = Queue(name=name, address=address)
+            session.add(queue)
+    except IntegrityError:
+        raise DirectoryError(
+            f"a queue named {name!r} or with address {address} exists already"
+        ) from None
+    log.info("queue added id=%s name=%s address=%s", queue.id, name, address)
+    return queue
+
+
+def add_user(
+    sessions: sessionmaker[Session],
+    username: str,
+    email: str,
+    role: Role,
+    queue_names: list[str],
+    name: str = "",
+) -> User:
+    email = normalize_address(email)
+    if "@" not in email:
+        raise DirectoryError(f"user email {email!r} is not an email address")
+    try:
+        with sessions.begin() as session:
+            queues = []
+            for queue_name in queue_names:
+                queue = session.scalar(select(Queue).where(Queue.name == queue_name))
+                if queue is None:
+                    raise DirectoryError(
+                        f"queue {queue_name!r} not found; add it with "
+                        f"'mailgate queues add {queue_name} --address ADDR'"
+                    )
+                queues.append(queue)
+            user = User(username=username, email=email, role=role.value, name=name)
+            user.queues = queues
+            session.add(user)
+    except IntegrityError:
+        raise DirectoryError(
+            f"a user named {username!r} or with email {email} exists already"
+        ) from None
+    log.info("user added id=%s username=%s role=%s", user.id, username, role.value)
+    return user
+
+
+def list_queues(sessions: sessionmaker[Session]) -> list[Queue]:
+    with sessions() as session:
+        query = select(Queue).options(selectinload(Queue.agents)).order_by(Queue.id)
+        return list(session.scalars(query))
+
+
+def list_users(sessions: sessionmaker[Session]) -> list[User]:
+    with sessions() as session:
+        query = select(User).options(selectinload(User.queues)).order_by(User.id)
+        return list(session.scalars(query))
+
+
+def queue_addresses(session: Session) -> set[str]:
+    return set(session.scalars(select(Queue.address)))
+
+
+def find_queue_by_address(session: Session, address: str) -> Queue | None:
+    return session.scalar(select(Queue).where(Queue.address == normalize_address(address)))
+
+
+def find_queue_by_name(session: Session, name: str) -> Queue | None:
+    return session.scalar(select(Queue).where(Queue.name == name))
+
+
+def find_user_by_email(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(func.lower(User.email) == normalize_address(email)))

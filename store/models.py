@@ -1,0 +1,296 @@
+"""SQLAlchemy models of the store.
+
+Times are stored in UTC through one column type; enums are stored by value as
+short strings so that Alembic and people reading the database see words.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored without zone as UTC and read back as aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+int_pk = Annotated[int, mapped_column(Integer, primary_key=True)]
+created_at = Annotated[datetime, mapped_column(UTCDateTime, default=utcnow)]
+email_address = Annotated[str, mapped_column(String(320))]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Role(str, enum.Enum):
+    FRONTLINE = "frontline"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+class SpoolState(str, enum.Enum):
+    """Where a spooled mail is in processing."""
+
+    PENDING = "pending"  # waiting for a worker
+    PROCESSED = "processed"  # made or changed a ticket
+    DUPLICATE = "duplicate"  # the same mail was processed before
+    REJECTED = "rejected"  # refused on purpose, e.g. a forged reply token
+    IGNORED = "ignored"  # nothing to do, e.g. an automatic reply on a ticket
+    FAILED = "failed"  # an error; ``mailgate spool retry`` tries again
+
+
+class OutboxState(str, enum.Enum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+class Queue(Base):
+    __tablename__ = "queues"
+
+    id: Mapped[int_pk]
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    address: Mapped[email_address] = mapped_column(unique=True)
+    created_at: Mapped[created_at]
+
+    agents: Mapped[list[User]] = relationship(
+        secondary="queue_agents", back_populates="queues", order_by="User.id"
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int_pk]
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[email_address] = mapped_column(unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(20), default=Role.FRONTLINE.value)
+    created_at: Mapped[created_at]
+
+    queues: Mapped[list[Queue]] = relationship(
+        secondary="queue_agents", back_populates="agents", order_by="Queue.id"
+    )
+
+
+class QueueAgent(Base):
+    __tablename__ = "queue_agents"
+
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+
+
+class SpoolEntry(Base):
+    """A raw mail exactly as received, with its envelope."""
+
+    __tablename__ = "spool"
+    __table_args__ = (Index("ix_spool_state_id", "state", "id"),)
+
+    id: Mapped[int_pk]
+    received_at: Mapped[created_at]
+    source: Mapped[str] = mapped_column(String(20))  # smtp, ingest, imap
+    peer: Mapped[str | None] = mapped_column(String(200))
+    helo: Mapped[str | None] = mapped_column(String(255))
+    mail_from: Mapped[str] = mapped_column(String(320), default="")
+    rcpt_tos: Mapped[list[str]] = mapped_column(JSON, default=list)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20), default=SpoolState.PENDING.value)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+
+
+class ProcessedMail(Base):
+    """One row per distinct mail processed; its key enforces deduplication."""
+
+    __tablename__ = "processed_mail"
+
+    dedupe_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spool_id: Mapped[int] = mapped_column(ForeignKey("spool.id"))
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int_pk]
+    subject: Mapped[str] = mapped_column(Text, default="")
+    requester_name: Mapped[str] = mapped_column(String(200), default="")
+    requester_email: Mapped[email_address]
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id"))
+    stage: Mapped[str] = mapped_column(String(50), default="new")
+    created_at: Mapped[created_at]
+    updated_at: Mapped[created_at]
+
+    queue: Mapped[Queue] = relationship()
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="ticket", order_by="Message.id"
+    )
+    notes: Mapped[list[Note]] = relationship(back_populates="ticket", order_by="Note.id")
+    participants: Mapped[list[Participant]] = relationship(
+        back_populates="ticket", order_by="Participant.id"
+    )
+    history: Mapped[list[HistoryEntry]] = relationship(order_by="HistoryEntry.id")
+
+
+class Participant(Base):
+    """An address, besides the requester, whose mail may add to the ticket."""
+
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("ticket_id", "email"),)
+
+    id: Mapped[int_pk]
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    email: Mapped[email_address]
+    name: Mapped[str] = mapped_column(String(200), default="")
+
+    ticket: Mapped[Ticket] = relationship(back_populates="participants")
+
+
+class Message(Base):
+    """A mail from the customer side, stored on its ticket."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int_pk]
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    spool_id: Mapped[int | None] = mapped_column(ForeignKey("spool.id"))
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    from_name: Mapped[str] = mapped_column(String(200), default="")
+    from_email: Mapped[email_address]
+    subject: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str | None] = mapped_column(Text)
+    automatic: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[created_at]
+
+    ticket: Mapped[Ticket] = relationship(back_populates="messages")
+    attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")
+
+
+class Note(Base):
+    """An internal note; never sent to the customer."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[int_pk]
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    spool_id: Mapped[int | None] = mapped_column(ForeignKey("spool.id"))
+    channel: Mapped[str] = mapped_column(String(20))  # email, cli, api
+    body: Mapped[str] = mapped_column(Text)
+    # What reply trimming removed, so a wrong cut loses nothing.
+    trimmed: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[created_at]
+
+    ticket: Mapped[Ticket] = relationship(back_populates="notes")
+    author: Mapped[User] = relationship()
+    attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")
+
+
+class Blob(Base):
+    """Attachment content, stored once per SHA-256 of its bytes."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[int_pk]
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    note_id: Mapped[int | None] = mapped_column(ForeignKey("notes.id"))
+    filename: Mapped[str] = mapped_column(String(500))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    content_id: Mapped[str | None] = mapped_column(String(998))
+    inline: Mapped[bool] = mapped_column(default=False)
+    blob_sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
+    created_at: Mapped[created_at]
+
+
+class HistoryEntry(Base):
+    """Who did what to a ticket, and when."""
+
+    __tablename__ = "history"
+
+    id: Mapped[int_pk]
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    at: Mapped[created_at]
+    actor: Mapped[str] = mapped_column(String(350))  # user:NAME, customer:ADDR, system
+    channel: Mapped[str] = mapped_column(String(20))  # email, cli, api, worker
+    action: Mapped[str] = mapped_column(String(50))
+    field: Mapped[str | None] = mapped_column(String(100))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class OutboxEntry(Base):
+    """A fully rendered mail waiting to be sent, or its final state."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_id", "state", "id"),)
+
+    id: Mapped[int_pk]
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(50))  # new_ticket, acknowledgement
+    mail_from: Mapped[str] = mapped_column(String(320))
+    rcpt_to: Mapped[email_address]
+    message_id: Mapped[str] = mapped_column(String(998), index=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(20), default=OutboxState.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[created_at]
+    next_attempt_at: Mapped[created_at]
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,130 @@
+"""The spool: raw mail and its envelope, committed before we acknowledge it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.models import SpoolEntry, SpoolState, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The SMTP envelope (or what an MTA's pipe transport passes on)."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    source: str
+    peer: str | None = None
+    helo: str | None = None
+
+
+def spool_message(sessions: sessionmaker[Session], raw: bytes, envelope: Envelope) -> int:
+    """Write ``raw`` and its envelope to the spool, commit, and return the id.
+
+    Raises whatever the database raises; a caller that acknowledges mail must
+    acknowledge only after this returns.
+    """
+    with sessions.begin() as session:
+        entry = SpoolEntry(
+            source=envelope.source,
+            peer=envelope.peer,
+            helo=envelope.helo,
+            mail_from=envelope.mail_from,
+            rcpt_tos=list(envelope.rcpt_tos),
+            raw=raw,
+            size=len(raw),
+            state=SpoolState.PENDING.value,
+        )
+        session.add(entry)
+        session.flush()
+        spool_id = entry.id
+    log.info(
+        "spooled id=%s source=%s size=%d from=<%s> rcpt=%s",
+        spool_id, envelope.source, len(raw), envelope.mail_from, ",".join(envelope.rcpt_tos),
+    )
+    return spool_id
+
+
+def lock_spool_entry(session: Session, spool_id: int) -> SpoolEntry | None:
+    """Load a spool row for update, so two workers never process it twice."""
+    return session.execute(
+        select(SpoolEntry).where(SpoolEntry.id == spool_id).with_for_update()
+    ).scalar_one_or_none()
+
+
+def finish_spool_entry(
+    entry: SpoolEntry,
+    state: SpoolState,
+    *,
+    error: str | None = None,
+    ticket_id: int | None = None,
+) -> None:
+    entry.state = state.value
+    entry.error = error
+    entry.processed_at = utcnow()
+    if ticket_id is not None:
+        entry.ticket_id = ticket_id
+
+
+def mark_failed(sessions: sessionmaker[Session], spool_id: int, error: str) -> None:
+    """Record a processing error in its own transaction."""
+    with sessions.begin() as session:
+        entry = lock_spool_entry(session, spool_id)
+        if entry is None or entry.state != SpoolState.PENDING.value:
+            return
+        entry.attempts += 1
+        finish_spool_entry(entry, SpoolState.FAILED, error=error)
+
+
+def pending_spool_ids(
+    sessions: sessionmaker[Session], *, received_before: datetime | None = None, limit: int = 1000
+) -> list[int]:
+    """Return ids of rows waiting for processing, oldest first."""
+    query = select(SpoolEntry.id).where(SpoolEntry.state == SpoolState.PENDING.value)
+    if received_before is not None:
+        query = query.where(SpoolEntry.received_at < received_before)
+    with sessions() as session:
+        return list(session.scalars(query.order_by(SpoolEntry.id).limit(limit)))
+
+
+def list_spool(
+    sessions: sessionmaker[Session], *, state: str | None = None, limit: int = 100
+) -> list[SpoolEntry]:
+    query = select(SpoolEntry).order_by(SpoolEntry.id.desc()).limit(limit)
+    if state:
+        query = query.where(SpoolEntry.state == state)
+    with sessions() as session:
+        return list(session.scalars(query))
+
+
+def get_spool_entry(sessions: sessionmaker[Session], spool_id: int) -> SpoolEntry | None:
+    with sessions() as session:
+        return session.get(SpoolEntry, spool_id)
+
+
+RETRYABLE_STATES = (SpoolState.FAILED.value, SpoolState.REJECTED.value)
+
+
+def retry_spool_entry(sessions: sessionmaker[Session], spool_id: int) -> bool:
+    """Put a failed or rejected row back to pending; return False if it was not."""
+    with sessions.begin() as session:
+        result = session.execute(
+            update(SpoolEntry)
+            .where(SpoolEntry.id == spool_id, SpoolEntry.state.in_(RETRYABLE_STATES))
+            .values(state=SpoolState.PENDING.value, error=None, processed_at=None)
+        )
+    retried = result.rowcount == 1
+    if retried:
+        log.info("spool id=%s set back to pending", spool_id)
+    return retried
+
+
+def stale_cutoff(age_seconds: float) -> datetime:
+    return utcnow() - timedelta(seconds=age_seconds)

@@ -1,0 +1,60 @@
+"""Run ``mailgate serve`` as a separate process, as an operator does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+class ServeProcess:
+    """A ``mailgate serve`` child whose log lines are collected."""
+
+    def __init__(self, home: Path, port: int, **env: str) -> None:
+        environment = {
+            **os.environ,
+            "MAILGATE_HOME": str(home),
+            "MAILGATE_DOMAIN": "support.example.org",
+            "MAILGATE_SWEEP_INTERVAL_SECONDS": "1",
+            **env,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mailgate", "serve", "--smtp-port", str(port)],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=environment,
+        )
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for raw in self.process.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.lines.append(line)
+            if "mailgate ready" in line:
+                self._ready.set()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        if not self._ready.wait(timeout):
+            self.process.kill()
+            raise TimeoutError("mailgate serve not ready:\n" + "\n".join(self.lines[-30:]))
+
+    def stop(self, timeout: float = 60.0) -> int:
+        self.process.terminate()
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(30)
+
+
+def wait_for(condition, timeout: float = 120.0, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout}s")
