@@ -12,10 +12,9 @@ from mailgate.app import App
 from mailgate.outbound.compose import compose_mail, make_message_id
 from mailgate.outbound.rendering import render_mail
 from mailgate.subjects import format_tag
-from mailgate.tokens import issue_token
-from store.models import Attachment, Queue, Ticket, User, utcnow
+from mailgate.tokens import CUSTOMER_USER_ID, issue_token
+from store.models import Attachment, OutboxEntry, Queue, Ticket, utcnow
 from store.outbox import OutgoingMail, add_to_outbox, count_recent
-from store.models import OutboxEntry
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +88,11 @@ def queue_acknowledgement(
         )
         return None
     tag = format_tag(settings.ticket_tag_prefix, ticket.id)
+    # The customer's answer comes back to a reply address naming the ticket,
+    # so it threads even when the client drops In-Reply-To and the tag.
+    token = issue_token(
+        app.signing_keys[0], ticket.id, CUSTOMER_USER_ID, ttl_days=settings.reply_token_ttl_days
+    )
     message_id = make_message_id(settings.domain, f"t{ticket.id}")
     rendered = render_mail(app.templates, KIND_ACKNOWLEDGEMENT, ticket=ticket, queue=queue, tag=tag)
     raw = compose_mail(
@@ -98,7 +102,7 @@ def queue_acknowledgement(
         message_id=message_id,
         domain=settings.domain,
         auto_submitted="auto-replied",
-        reply_to=queue.address,
+        reply_to=reply_address(app, queue, token),
         in_reply_to=customer_message_id,
         references=[customer_message_id] if customer_message_id else None,
     )

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from mailgate.app import App, is_served
 from mailgate.automatic import automatic_reason
+from mailgate.bounces import DeliveryReport, read_delivery_report
 from mailgate.notifications import queue_acknowledgement, queue_new_ticket_notifications
 from mailgate.parsing import ParsedMail, ParseError, parse_message
 from mailgate.routing import (
@@ -24,9 +25,10 @@ from mailgate.routing import (
     find_referenced_ticket,
     reply_token_candidates,
 )
-from mailgate.tokens import ReplyToken, TokenError, verify_token
+from mailgate.tokens import CUSTOMER_USER_ID, ReplyToken, TokenError, verify_token
 from mailgate.trimming import trim_reply
 from store.directory import normalize_address, queue_addresses
+from store.history import SYSTEM_ACTOR, record_history
 from store.models import ProcessedMail, SpoolEntry, SpoolState, Ticket, User
 from store.spool import finish_spool_entry, lock_spool_entry, mark_failed
 from store.tickets import (
@@ -35,6 +37,7 @@ from store.tickets import (
     add_message,
     add_note,
     create_ticket,
+    find_ticket_by_message_ids,
     is_participant,
 )
 
@@ -101,7 +104,7 @@ def _decide_and_act(
         # A savepoint, so that a twin of this mail committed by another
         # worker meanwhile undoes only this mail's changes.
         with session.begin_nested():
-            outcome = _act(app, session, entry, mail, envelope_sender, rcpt_tos)
+            outcome = _act(app, session, entry, mail, raw, envelope_sender, rcpt_tos)
             if outcome.state == SpoolState.PROCESSED:
                 session.add(ProcessedMail(dedupe_key=key, spool_id=entry.id))
                 session.flush()
@@ -121,9 +124,13 @@ def _act(
     session: Session,
     entry: SpoolEntry,
     mail: ParsedMail,
+    raw: bytes,
     envelope_sender: str | None,
     rcpt_tos: list[str],
 ) -> Outcome:
+    report = read_delivery_report(raw)
+    if report is not None:
+        return _delivery_report(app, session, entry, report)
     settings = app.settings
     served = frozenset(queue_addresses(session))
     automatic = automatic_reason(
@@ -131,12 +138,20 @@ def _act(
         own_domain=settings.domain, own_addresses=sorted(served),
     )
     tokens = reply_token_candidates(rcpt_tos, mail)
+    ticket = None
     if tokens:
-        return _agent_reply(app, session, entry, mail, tokens, automatic)
-    ticket = find_referenced_ticket(session, mail, settings.ticket_tag_prefix)
+        token_or_outcome = _verify_tokens(app, session, tokens)
+        if isinstance(token_or_outcome, Outcome):
+            return token_or_outcome
+        token, ticket = token_or_outcome
+        if token.user_id != CUSTOMER_USER_ID:
+            return _agent_reply(app, session, entry, mail, token, ticket, automatic)
+    if ticket is None:
+        ticket = find_referenced_ticket(session, mail, settings.ticket_tag_prefix)
     sender = normalize_address(mail.from_.email) if mail.from_ else ""
     if ticket is not None and sender and is_participant(session, ticket, sender):
-        add_message(session, ticket, _new_message(entry, mail, automatic=bool(automatic)))
+        message = _new_message(entry, mail, automatic=bool(automatic), trim=True)
+        add_message(session, ticket, message)
         # TODO: send "Ticket Updated" to the assignee and watchers.
         return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id)
     if ticket is not None and automatic:
@@ -147,13 +162,21 @@ def _act(
     return _new_ticket(app, session, entry, mail, rcpt_tos, automatic, served)
 
 
-def _new_message(entry: SpoolEntry, mail: ParsedMail, *, automatic: bool) -> NewMessage:
+def _new_message(
+    entry: SpoolEntry, mail: ParsedMail, *, automatic: bool, trim: bool = False
+) -> NewMessage:
+    """Build the stored message; ``trim`` cuts the quoted thread of a follow-up."""
     sender = mail.from_ or mail.sender
+    text, trimmed = mail.text, ""
+    if trim:
+        result = trim_reply(mail.text, mail.html_source)
+        text, trimmed = result.body, result.removed
     return NewMessage(
         from_name=sender.name if sender else "",
         from_email=(sender.email if sender and sender.email else entry.mail_from) or "",
         subject=mail.subject,
-        text=mail.text,
+        text=text,
+        trimmed=trimmed,
         html=mail.html,
         message_id=mail.message_id,
         spool_id=entry.id,
@@ -209,29 +232,72 @@ def _new_ticket(
     )
 
 
+def _delivery_report(
+    app: App, session: Session, entry: SpoolEntry, report: DeliveryReport
+) -> Outcome:
+    """Record a bounce of our mail on its ticket; never answer it."""
+    ticket = None
+    for candidate in report.tokens:
+        try:
+            ticket = session.get(Ticket, verify_token(candidate, app.keys_by_id).ticket_id)
+        except TokenError:
+            continue
+        if ticket is not None:
+            break
+    if ticket is None:
+        ticket = find_ticket_by_message_ids(session, report.original_message_ids)
+    if ticket is None:
+        return Outcome(SpoolState.IGNORED, reason="delivery report about mail we did not send")
+    for recipient in report.recipients:
+        record_history(
+            session, ticket.id, actor=SYSTEM_ACTOR, channel="email",
+            action="delivery_delayed" if recipient.action == "delayed" else "delivery_failed",
+            recipient=recipient.address, status=recipient.status,
+            diagnostic=recipient.diagnostic, spool_id=entry.id,
+            original_message_ids=list(report.original_message_ids),
+        )
+    # TODO: suppress an address after repeated hard bounces.
+    return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id)
+
+
+def _verify_tokens(
+    app: App, session: Session, tokens: list[str]
+) -> tuple[ReplyToken, Ticket] | Outcome:
+    """Return the first valid token and its ticket, or a rejection saying
+    why none is valid. A mail that carries a token but no valid one is
+    rejected rather than taken as new mail, so a forged reply never reaches
+    a ticket by another path."""
+    errors = []
+    for candidate in tokens:
+        try:
+            token = verify_token(candidate, app.keys_by_id)
+        except TokenError as error:
+            errors.append(str(error))
+            continue
+        ticket = session.get(Ticket, token.ticket_id)
+        if ticket is None:
+            errors.append(f"token names ticket {token.ticket_id}, which does not exist")
+            continue
+        return token, ticket
+    return Outcome(SpoolState.REJECTED, reason="; ".join(dict.fromkeys(errors)))
+
+
 def _agent_reply(
     app: App,
     session: Session,
     entry: SpoolEntry,
     mail: ParsedMail,
-    tokens: list[str],
+    token: ReplyToken,
+    ticket: Ticket,
     automatic: str | None,
 ) -> Outcome:
-    """Turn a reply to a notification into an internal note, or reject it."""
-    token: ReplyToken | None = None
-    errors = []
-    for candidate in tokens:
-        try:
-            token = verify_token(candidate, app.keys_by_id)
-            break
-        except TokenError as error:
-            errors.append(str(error))
-    if token is None:
-        return Outcome(SpoolState.REJECTED, reason="; ".join(dict.fromkeys(errors)))
-    ticket = session.get(Ticket, token.ticket_id)
+    """Turn an agent's reply to a notification into an internal note, or reject it."""
     agent = session.get(User, token.user_id)
-    if ticket is None or agent is None:
-        return Outcome(SpoolState.REJECTED, reason="token names a ticket or user that does not exist")
+    if agent is None:
+        return Outcome(
+            SpoolState.REJECTED, ticket_id=ticket.id,
+            reason=f"token names user {token.user_id}, who does not exist",
+        )
     sender = normalize_address(mail.from_.email) if mail.from_ and mail.from_.email else ""
     if sender != agent.email:
         return Outcome(

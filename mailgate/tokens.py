@@ -1,6 +1,7 @@
 """Signed reply tokens, carried in Reply-To addresses and Message-IDs.
 
-A token names a ticket and the agent it was issued to, and expires::
+A token names a ticket and the agent it was issued to (user 0 for the
+customer side, in acknowledgements), and expires::
 
     r.<key id>.<ticket id>.<user id>.<expiry day>.<signature>
 
@@ -22,6 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 SIGNATURE_CHARS = 16
+# The user id in tokens that go to the customer side (acknowledgements);
+# real users are numbered from 1.
+CUSTOMER_USER_ID = 0
 SECONDS_PER_DAY = 86_400
 TOKEN_PATTERN = re.compile(
     r"r\.([a-z0-9]{1,8})\.([0-9a-z]{1,12})\.([0-9a-z]{1,12})\.([0-9a-z]{1,8})"

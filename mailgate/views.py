@@ -42,6 +42,7 @@ def ticket_detail(ticket: Ticket) -> dict[str, Any]:
             "subject": message.subject,
             "message_id": message.message_id,
             "text": message.text,
+            "trimmed": message.trimmed,
             "html": message.html,
             "automatic": message.automatic,
             "spool_id": message.spool_id,

@@ -203,7 +203,10 @@ class Message(Base):
     from_name: Mapped[str] = mapped_column(String(200), default="")
     from_email: Mapped[email_address]
     subject: Mapped[str] = mapped_column(Text, default="")
+    # The customer's new text; on follow-ups the quoted thread is cut off
+    # into ``trimmed`` so nothing is lost when trimming is wrong.
     text: Mapped[str] = mapped_column(Text, default="")
+    trimmed: Mapped[str] = mapped_column(Text, default="")
     html: Mapped[str | None] = mapped_column(Text)
     automatic: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[created_at]

@@ -53,6 +53,7 @@ class NewMessage:
     spool_id: int | None
     attachments: tuple[NewAttachment, ...] = ()
     automatic: bool = False
+    trimmed: str = ""
 
 
 def _store_blob(session: Session, data: bytes) -> str:
@@ -139,6 +140,7 @@ def add_message(
         from_email=normalize_address(message.from_email),
         subject=message.subject,
         text=message.text,
+        trimmed=message.trimmed,
         html=message.html,
         automatic=message.automatic,
     )

@@ -80,8 +80,16 @@ class Gateway:
         self.server = future.result(timeout=10)
         self.port = self.server.sockets[0].getsockname()[1]
 
-    def stop(self) -> None:
+    async def _close_connections(self) -> None:
         self.server.close()
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._close_connections(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.worker.stop(timeout=10_000)

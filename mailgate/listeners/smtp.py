@@ -37,10 +37,24 @@ class SpoolHandler:
         self.app = app
         self.on_spooled = on_spooled
 
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        mail_options: list[str],
+    ) -> str:
+        if not envelope.smtp_utf8 and not address.isascii():
+            log.info("MAIL rejected peer=%s: non-ASCII address without SMTPUTF8", session.peer)
+            return replies.NON_ASCII_ADDRESS
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return replies.SENDER_OK
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
         rcpt_options: list[str],
     ) -> str:
+        if not envelope.smtp_utf8 and not address.isascii():
+            log.info("RCPT rejected peer=%s: non-ASCII address without SMTPUTF8", session.peer)
+            return replies.NON_ASCII_ADDRESS
         loop = asyncio.get_running_loop()
         try:
             served = await loop.run_in_executor(None, self.app.serves, address)

@@ -141,6 +141,7 @@ def upgrade() -> None:
     sa.Column('from_email', sa.String(length=320), nullable=False),
     sa.Column('subject', sa.Text(), nullable=False),
     sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('trimmed', sa.Text(), nullable=False),
     sa.Column('html', sa.Text(), nullable=True),
     sa.Column('automatic', sa.Boolean(), nullable=False),
     sa.Column('created_at', store.models.UTCDateTime(), nullable=False),
