@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Outcome:
-    """What processing did, for the caller to log and to enqueue sends."""
+    """The result of processing one spool row, with the outbox rows to enqueue."""
 
     state: SpoolState
     reason: str = ""
@@ -235,7 +235,7 @@ def _new_ticket(
 def _delivery_report(
     app: App, session: Session, entry: SpoolEntry, report: DeliveryReport
 ) -> Outcome:
-    """Record a bounce of our mail on its ticket; never answer it."""
+    """Record a bounce of our mail on its ticket, without sending any mail."""
     ticket = None
     for candidate in report.tokens:
         try:
@@ -314,8 +314,8 @@ def _agent_reply(
             SpoolState.IGNORED, ticket_id=ticket.id, reason=f"automatic reply ({automatic})"
         )
     trimmed = trim_reply(mail.text, mail.html_source)
-    # NOTE: inline images are left out of notes because most of them come
-    # from the quoted original; one the agent pasted stays in the raw mail.
+    # NOTE: inline images are left out of notes, because most of them come
+    # from the quoted original. An image the agent pasted stays in the raw mail.
     attachments = _attachments(mail, inline=False)
     if not trimmed.body and not attachments:
         return Outcome(SpoolState.IGNORED, ticket_id=ticket.id, reason="reply has no new text")

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import signal
 
-from mailgate.actors import declare_actors, make_broker, start_worker
+from mailgate.actors import Actors, declare_actors, make_broker, start_worker
+from mailgate.http.server import start_http_server
 from mailgate.app import App
 from mailgate.listeners.smtp import start_smtp_server
 from mailgate.settings import Settings
@@ -15,7 +16,7 @@ from mailgate.sweeper import Sweeper
 log = logging.getLogger(__name__)
 
 
-def run_serve(settings: Settings, *, smtp_host: str, smtp_port: int) -> None:
+def run_serve(settings: Settings) -> None:
     app = App.create(settings)
     broker = make_broker(settings)
     actors = declare_actors(app, broker)
@@ -23,7 +24,7 @@ def run_serve(settings: Settings, *, smtp_host: str, smtp_port: int) -> None:
     sweeper = Sweeper(app, actors, settings.sweep_interval_seconds)
     log.info("mailgate starting: %s", settings.summary())
     try:
-        asyncio.run(_serve_until_stopped(app, actors, sweeper, smtp_host, smtp_port))
+        asyncio.run(_serve_until_stopped(app, actors, sweeper))
     finally:
         log.info("stopping workers")
         sweeper.stop()
@@ -33,18 +34,25 @@ def run_serve(settings: Settings, *, smtp_host: str, smtp_port: int) -> None:
         log.info("mailgate stopped")
 
 
-async def _serve_until_stopped(
-    app: App, actors, sweeper: Sweeper, host: str, port: int
-) -> None:
+async def _serve_until_stopped(app: App, actors: Actors, sweeper: Sweeper) -> None:
+    settings = app.settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    server = await start_smtp_server(app, host, port, actors.enqueue_spool)
+    server = await start_smtp_server(
+        app, settings.smtp_host, settings.smtp_port, actors.enqueue_spool
+    )
+    http_server, http_task = await start_http_server(app, settings.http_host, settings.http_port)
     sweeper.start()
     bound = ", ".join(f"{sock.getsockname()[0]}:{sock.getsockname()[1]}" for sock in server.sockets)
-    log.info("mailgate ready: accepting SMTP on %s", bound)
+    log.info(
+        "mailgate ready: accepting SMTP on %s, HTTP on %s:%d",
+        bound, settings.http_host, settings.http_port,
+    )
     await stop.wait()
-    log.info("shutting down: no new SMTP connections")
+    log.info("shutting down: no new SMTP or HTTP connections")
     server.close()
+    http_server.should_exit = True
     await server.wait_closed()
+    await http_task

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     signing_keys: str | None = Field(default=None, repr=False)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
+    http_host: str = "127.0.0.1"
+    http_port: int = 8025
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     worker_threads: int = 4
     ticket_tag_prefix: str = "#"
@@ -89,7 +91,7 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = 8
     default_queue: str | None = None
 
-    @field_validator("max_message_bytes", "smtp_port", "worker_threads")
+    @field_validator("max_message_bytes", "smtp_port", "http_port", "worker_threads")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value <= 0:

@@ -1,7 +1,7 @@
 """SQLAlchemy models of the store.
 
-Times are stored in UTC through one column type; enums are stored by value as
-short strings so that Alembic and people reading the database see words.
+Times are stored in UTC through one column type. Enums are stored by value as
+short strings, so Alembic and people reading the database see words.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Role(str, enum.Enum):
 
 
 class SpoolState(str, enum.Enum):
-    """Where a spooled mail is in processing."""
+    """The processing state of a spooled mail."""
 
     PENDING = "pending"  # waiting for a worker
     PROCESSED = "processed"  # made or changed a ticket
@@ -262,7 +262,7 @@ class Attachment(Base):
 
 
 class HistoryEntry(Base):
-    """Who did what to a ticket, and when."""
+    """One change to a ticket: its actor, action, values and time."""
 
     __tablename__ = "history"
 

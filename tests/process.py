@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -10,10 +11,18 @@ import time
 from pathlib import Path
 
 
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class ServeProcess:
     """A ``mailgate serve`` child whose log lines are collected."""
 
-    def __init__(self, home: Path, port: int, **env: str) -> None:
+    def __init__(self, home: Path, port: int, http_port: int | None = None, **env: str) -> None:
+        self.http_port = http_port or free_port()
         environment = {
             **os.environ,
             "MAILGATE_HOME": str(home),
@@ -22,7 +31,10 @@ class ServeProcess:
             **env,
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mailgate", "serve", "--smtp-port", str(port)],
+            [
+                sys.executable, "-m", "mailgate", "serve",
+                "--smtp-port", str(port), "--http-port", str(self.http_port),
+            ],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=environment,
         )
         self.lines: list[str] = []

@@ -1,8 +1,8 @@
 """The hard cases of the shared suite, sent over SMTP into a running gateway.
 
-Each case stands for a class of mail; its .md file lists the outcome it
-must get. Reply cases answer ticket EX-1042, which the fixture creates
-together with the notifications the case says we sent, and their token
+Each case stands for a class of mail, and its .md file lists the outcome it
+must get. Reply cases reply to ticket EX-1042, which the fixture creates
+together with the notifications that the case describes as sent. Their token
 placeholders are replaced by real tokens.
 """
 
@@ -23,7 +23,7 @@ from tests.harness import SUPPORT, Gateway
 CASES = SHARED / "cases"
 AGENT = "carol.agent@example.org"
 TICKET = 1042
-# Notifications that the cases say we sent about EX-1042.
+# Notifications about EX-1042 that the cases describe as sent by us.
 SENT_MESSAGE_IDS = ("ex-1042.n2.h7k2p@support.example.org", "ex-1042.n4.m3n8v@support.example.org")
 CUSTOMER_TOKEN_PLACEHOLDER = b"r.1042.2.k3y9q"
 AGENT_TOKEN_PLACEHOLDER = b"r.1042.4.k3y9q"
@@ -195,7 +195,7 @@ def test_case_agent_reply_is_note(desk: Gateway, number: str, body: str) -> None
     assert new_tickets(desk) == []
 
 
-# -- automatic mail and bounces: stored at most, never answered -----------------
+# -- automatic mail and bounces: stored at most, no mail sent ------------------
 
 def test_out_of_office_reply_stays_silent(desk: Gateway) -> None:
     seed_ticket(desk, "Zugang gesperrt", "kai@example.com")

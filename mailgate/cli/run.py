@@ -20,13 +20,23 @@ log = logging.getLogger(__name__)
 @click.command()
 @click.option("--smtp-host", help="Address to listen on for SMTP.  [default: 127.0.0.1]")
 @click.option("--smtp-port", type=int, help="Port to listen on for SMTP.  [default: 2525]")
+@click.option("--http-host", help="Address to listen on for HTTP.  [default: 127.0.0.1]")
+@click.option("--http-port", type=int, help="Port to listen on for HTTP.  [default: 8025]")
 @click.option("--threads", type=int, help="Worker threads.  [default: 4]")
-def serve(smtp_host: str | None, smtp_port: int | None, threads: int | None) -> None:
-    """Run the SMTP listener, the workers and the sweeper in one process."""
+def serve(
+    smtp_host: str | None,
+    smtp_port: int | None,
+    http_host: str | None,
+    http_port: int | None,
+    threads: int | None,
+) -> None:
+    """Run the SMTP listener, the HTTP API, the workers and the sweeper in one process."""
     from mailgate.serve import run_serve
 
-    settings = get_settings(smtp_host=smtp_host, smtp_port=smtp_port, worker_threads=threads)
-    run_serve(settings, smtp_host=settings.smtp_host, smtp_port=settings.smtp_port)
+    run_serve(get_settings(
+        smtp_host=smtp_host, smtp_port=smtp_port, http_host=http_host, http_port=http_port,
+        worker_threads=threads,
+    ))
 
 
 @click.command()

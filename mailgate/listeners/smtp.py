@@ -1,8 +1,8 @@
 """The SMTP listener: takes mail for the addresses we serve and spools it.
 
-It answers ``250 queued as <id>`` only after the spool row is committed, 451
-when the commit fails (the sender retries, nothing is lost), and 550 at RCPT
-for any address we do not serve, so it is never an open relay.
+It replies ``250 queued as <id>`` only after the spool row is committed, and
+451 when the commit fails, so the sender retries and nothing is lost. Any
+address we do not serve gets 550 at RCPT, so it is never an open relay.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from store.spool import spool_message
 
 log = logging.getLogger(__name__)
 
-# RFC 5321 4.5.3.1.6 limits a line to 1000 octets, but real mail carries
-# longer header lines; take them rather than lose the mail, up to this.
+# RFC 5321 4.5.3.1.6 limits a line to 1000 octets. Real mail carries longer
+# header lines, so we accept lines up to this length rather than lose mail.
 LINE_LENGTH_LIMIT = 64 * 1024
 
 
@@ -59,7 +59,7 @@ class SpoolHandler:
         try:
             served = await loop.run_in_executor(None, self.app.serves, address)
         except Exception:
-            log.exception("RCPT check for %s failed; answering 451", address)
+            log.exception("RCPT check for %s failed, replying 451", address)
             return replies.SPOOL_UNAVAILABLE
         if not served:
             log.info("RCPT rejected peer=%s rcpt=<%s>: not served", session.peer, address)
@@ -83,7 +83,7 @@ class SpoolHandler:
                 None, spool_message, self.app.sessions, raw, spool_envelope
             )
         except Exception:
-            log.exception("spooling failed for peer=%s size=%d; answering 451", session.peer, len(raw))
+            log.exception("spooling failed for peer=%s size=%d, replying 451", session.peer, len(raw))
             return replies.SPOOL_UNAVAILABLE
         self.on_spooled(spool_id)
         return replies.QUEUED.format(spool_id=spool_id)
