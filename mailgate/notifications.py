@@ -13,7 +13,7 @@ from mailgate.outbound.compose import compose_mail, make_message_id
 from mailgate.outbound.rendering import render_mail
 from mailgate.subjects import format_tag
 from mailgate.tokens import CUSTOMER_USER_ID, issue_token
-from store.models import Attachment, OutboxEntry, Queue, Ticket, utcnow
+from store.models import Attachment, OutboxEntry, Queue, Ticket, User, utcnow
 from store.outbox import OutgoingMail, add_to_outbox, count_recent
 
 log = logging.getLogger(__name__)
@@ -110,5 +110,73 @@ def queue_acknowledgement(
     # bounce of it is never answered again.
     return add_to_outbox(session, OutgoingMail(
         kind=KIND_ACKNOWLEDGEMENT, mail_from="", rcpt_to=recipient,
+        message_id=message_id, raw=raw, ticket_id=ticket.id,
+    ))
+
+
+KIND_PUBLIC_REPLY = "public_reply"
+KIND_COMMAND_FAILED = "command_failed"
+
+
+def queue_public_reply(
+    app: App, session: Session, ticket: Ticket, text: str
+) -> OutboxEntry:
+    """Send an agent's public answer to the requester from the queue address,
+    threaded into the customer's conversation. The agent's own address
+    appears nowhere in it."""
+    settings = app.settings
+    queue = ticket.queue
+    tag = format_tag(settings.ticket_tag_prefix, ticket.id)
+    token = issue_token(
+        app.signing_keys[0], ticket.id, CUSTOMER_USER_ID, ttl_days=settings.reply_token_ttl_days
+    )
+    thread = [message.message_id for message in ticket.messages if message.message_id]
+    message_id = make_message_id(settings.domain, f"t{ticket.id}")
+    rendered = render_mail(
+        app.templates, KIND_PUBLIC_REPLY, ticket=ticket, queue=queue, tag=tag, text=text
+    )
+    raw = compose_mail(
+        rendered,
+        from_address=(queue.name, queue.address),
+        to_address=(ticket.requester_name, ticket.requester_email),
+        message_id=message_id,
+        domain=settings.domain,
+        auto_submitted=None,
+        reply_to=reply_address(app, queue, token),
+        in_reply_to=thread[-1] if thread else None,
+        references=thread[-10:] or None,
+    )
+    return add_to_outbox(session, OutgoingMail(
+        kind=KIND_PUBLIC_REPLY, mail_from=queue.address, rcpt_to=ticket.requester_email,
+        message_id=message_id, raw=raw, ticket_id=ticket.id,
+    ))
+
+
+def queue_command_failures(
+    app: App,
+    session: Session,
+    ticket: Ticket,
+    agent: User,
+    failed: list[tuple[str, str]],
+    done: list[str],
+) -> OutboxEntry:
+    """Tell the agent which command lines of their reply failed and why."""
+    settings = app.settings
+    tag = format_tag(settings.ticket_tag_prefix, ticket.id)
+    message_id = make_message_id(settings.domain, f"t{ticket.id}")
+    rendered = render_mail(
+        app.templates, KIND_COMMAND_FAILED, ticket=ticket, queue=ticket.queue, tag=tag,
+        failed=failed, done=done,
+    )
+    raw = compose_mail(
+        rendered,
+        from_address=(f"{ticket.queue.name} via mailgate", ticket.queue.address),
+        to_address=(agent.name or agent.username, agent.email),
+        message_id=message_id,
+        domain=settings.domain,
+        auto_submitted="auto-replied",
+    )
+    return add_to_outbox(session, OutgoingMail(
+        kind=KIND_COMMAND_FAILED, mail_from="", rcpt_to=agent.email,
         message_id=message_id, raw=raw, ticket_id=ticket.id,
     ))

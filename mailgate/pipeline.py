@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 from mailgate.app import App, is_served
 from mailgate.automatic import automatic_reason
 from mailgate.bounces import DeliveryReport, read_delivery_report
-from mailgate.notifications import queue_acknowledgement, queue_new_ticket_notifications
+from mailgate.commands import run_commands, split_commands
+from mailgate.notifications import (
+    queue_acknowledgement,
+    queue_command_failures,
+    queue_new_ticket_notifications,
+    queue_public_reply,
+)
 from mailgate.parsing import ParsedMail, ParseError, parse_message
 from mailgate.routing import (
     choose_queue,
@@ -29,13 +35,14 @@ from mailgate.tokens import CUSTOMER_USER_ID, ReplyToken, TokenError, verify_tok
 from mailgate.trimming import trim_reply
 from store.directory import normalize_address, queue_addresses
 from store.history import SYSTEM_ACTOR, record_history
+from store.operations import Actor, add_note, add_public_reply, check_scope, customer_wrote
+from store.permissions import PermissionDenied
 from store.models import ProcessedMail, SpoolEntry, SpoolState, Ticket, User
 from store.spool import finish_spool_entry, lock_spool_entry, mark_failed
 from store.tickets import (
     NewAttachment,
     NewMessage,
     add_message,
-    add_note,
     create_ticket,
     find_ticket_by_message_ids,
     is_participant,
@@ -151,7 +158,7 @@ def _act(
     sender = normalize_address(mail.from_.email) if mail.from_ else ""
     if ticket is not None and sender and is_participant(session, ticket, sender):
         message = _new_message(entry, mail, automatic=bool(automatic), trim=True)
-        add_message(session, ticket, message)
+        customer_wrote(session, ticket, message)
         # TODO: send "Ticket Updated" to the assignee and watchers.
         return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id)
     if ticket is not None and automatic:
@@ -314,16 +321,52 @@ def _agent_reply(
             SpoolState.IGNORED, ticket_id=ticket.id, reason=f"automatic reply ({automatic})"
         )
     trimmed = trim_reply(mail.text, mail.html_source)
+    commands, body = split_commands(trimmed.body)
     # NOTE: inline images are left out of notes, because most of them come
     # from the quoted original. An image the agent pasted stays in the raw mail.
     attachments = _attachments(mail, inline=False)
-    if not trimmed.body and not attachments:
+    actor = Actor(agent, "email")
+    try:
+        check_scope(actor, ticket)
+    except PermissionDenied as error:
+        return Outcome(SpoolState.REJECTED, ticket_id=ticket.id, reason=str(error))
+    results = run_commands(session, actor, ticket, commands)
+    outbox = []
+    if results.failed:
+        outbox.append(queue_command_failures(app, session, ticket, agent, results.failed, results.done))
+    if results.public and body:
+        reason = _public_reply(session, entry, actor, ticket, body, attachments)
+        if reason:
+            results.failed.append(("#public", reason))
+            outbox.append(queue_command_failures(app, session, ticket, agent, [("#public", reason)], []))
+        else:
+            outbox.append(queue_public_reply(app, session, ticket, body))
+    elif body or attachments:
+        try:
+            add_note(session, actor, ticket, body, trimmed=trimmed.removed, spool_id=entry.id,
+                     attachments=attachments)
+        except PermissionDenied as error:
+            return Outcome(SpoolState.REJECTED, ticket_id=ticket.id, reason=str(error))
+    elif not commands:
         return Outcome(SpoolState.IGNORED, ticket_id=ticket.id, reason="reply has no new text")
-    add_note(
-        session, ticket, agent, trimmed.body, channel="email", trimmed=trimmed.removed,
-        spool_id=entry.id, attachments=attachments,
-    )
-    return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id)
+    session.flush()
+    return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id, outbox_ids=[item.id for item in outbox])
+
+
+def _public_reply(
+    session: Session,
+    entry: SpoolEntry,
+    actor: Actor,
+    ticket: Ticket,
+    body: str,
+    attachments: list[NewAttachment],
+) -> str | None:
+    """Store an agent's public answer on the ticket; return why not, or None."""
+    try:
+        add_public_reply(session, actor, ticket, body, spool_id=entry.id, attachments=attachments)
+    except PermissionDenied as error:
+        return str(error)
+    return None
 
 
 def fail_spool_entry(app: App, spool_id: int, error: BaseException) -> None:

@@ -15,6 +15,8 @@ def _attachment(item: Attachment) -> dict[str, Any]:
         "size": item.size,
         "inline": item.inline,
         "sha256": item.blob_sha256,
+        "removed_at": item.removed_at.isoformat() if item.removed_at else None,
+        "removed_by": item.removed_by,
     }
 
 
@@ -25,6 +27,14 @@ def ticket_summary(ticket: Ticket) -> dict[str, Any]:
         "requester": {"name": ticket.requester_name, "email": ticket.requester_email},
         "queue": ticket.queue.name,
         "stage": ticket.stage,
+        "tags": [tag.tag for tag in ticket.tags],
+        "ticket_type": ticket.ticket_type,
+        "assignee": ticket.assignee.username if ticket.assignee else None,
+        "escalation_level": ticket.escalation_level,
+        "due_at": ticket.due_at.isoformat() if ticket.due_at else None,
+        "root_causes": [cause.name for cause in ticket.root_causes],
+        "custom_fields": {value.field.name: value.value for value in ticket.field_values},
+        "closed_at": ticket.closed_at.isoformat() if ticket.closed_at else None,
         "created_at": ticket.created_at.isoformat(),
         "updated_at": ticket.updated_at.isoformat(),
     }
@@ -45,6 +55,7 @@ def ticket_detail(ticket: Ticket) -> dict[str, Any]:
             "trimmed": message.trimmed,
             "html": message.html,
             "automatic": message.automatic,
+            "direction": message.direction,
             "spool_id": message.spool_id,
             "created_at": message.created_at.isoformat(),
             "attachments": [_attachment(item) for item in message.attachments],
@@ -64,8 +75,14 @@ def ticket_detail(ticket: Ticket) -> dict[str, Any]:
         }
         for note in ticket.notes
     ]
-    detail["history"] = [
+    detail["history"] = history_rows(ticket)
+    return detail
+
+
+def history_rows(ticket: Ticket) -> list[dict[str, Any]]:
+    return [
         {
+            "id": entry.id,
             "actor": entry.actor,
             "channel": entry.channel,
             "action": entry.action,
@@ -77,7 +94,6 @@ def ticket_detail(ticket: Ticket) -> dict[str, Any]:
         }
         for entry in ticket.history
     ]
-    return detail
 
 
 def spool_row(entry: SpoolEntry) -> dict[str, Any]:

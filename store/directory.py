@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -98,3 +100,25 @@ def find_queue_by_name(session: Session, name: str) -> Queue | None:
 
 def find_user_by_email(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(func.lower(User.email) == normalize_address(email)))
+
+
+def hash_api_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_api_token(sessions: sessionmaker[Session], username: str) -> str:
+    """Give ``username`` a new API token (replacing any old one) and return it."""
+    token = "mgt_" + secrets.token_urlsafe(32)
+    with sessions.begin() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise DirectoryError(f"user {username!r} not found")
+        user.api_token_hash = hash_api_token(token)
+    log.info("API token issued for user %s", username)
+    return token
+
+
+def find_user_by_api_token(session: Session, token: str) -> User | None:
+    if not token:
+        return None
+    return session.scalar(select(User).where(User.api_token_hash == hash_api_token(token)))

@@ -108,6 +108,8 @@ class User(Base):
     email: Mapped[email_address] = mapped_column(unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(20), default=Role.FRONTLINE.value)
+    # SHA-256 of the user's HTTP API token; the token itself is never stored.
+    api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[created_at]
 
     queues: Mapped[list[Queue]] = relationship(
@@ -163,10 +165,25 @@ class Ticket(Base):
     requester_email: Mapped[email_address]
     queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id"))
     stage: Mapped[str] = mapped_column(String(50), default="new")
+    ticket_type: Mapped[str | None] = mapped_column(String(100))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A postponement normally ends when the customer writes; this keeps it.
+    keep_postponed: Mapped[bool] = mapped_column(default=False)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[created_at]
     updated_at: Mapped[created_at]
 
     queue: Mapped[Queue] = relationship()
+    assignee: Mapped[User | None] = relationship()
+    tags: Mapped[list[TicketTag]] = relationship(
+        order_by="TicketTag.tag", cascade="all, delete-orphan"
+    )
+    root_causes: Mapped[list[RootCause]] = relationship(
+        secondary="ticket_root_causes", order_by="RootCause.name"
+    )
+    field_values: Mapped[list[TicketFieldValue]] = relationship(cascade="all, delete-orphan")
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id"
     )
@@ -175,6 +192,59 @@ class Ticket(Base):
         back_populates="ticket", order_by="Participant.id"
     )
     history: Mapped[list[HistoryEntry]] = relationship(order_by="HistoryEntry.id")
+
+
+class Stage(Base):
+    """One stage of the ordered, configurable stage list."""
+
+    __tablename__ = "stages"
+
+    id: Mapped[int_pk]
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    position: Mapped[int] = mapped_column(Integer)
+    is_closed: Mapped[bool] = mapped_column(default=False)
+
+
+class RootCause(Base):
+    __tablename__ = "root_causes"
+
+    id: Mapped[int_pk]
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class TicketRootCause(Base):
+    __tablename__ = "ticket_root_causes"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    root_cause_id: Mapped[int] = mapped_column(ForeignKey("root_causes.id"), primary_key=True)
+
+
+class TicketTag(Base):
+    __tablename__ = "ticket_tags"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
+class CustomField(Base):
+    """An admin-defined ticket field: text, number, date, choice or multichoice."""
+
+    __tablename__ = "custom_fields"
+
+    id: Mapped[int_pk]
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    choices: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class TicketFieldValue(Base):
+    __tablename__ = "ticket_field_values"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    field_id: Mapped[int] = mapped_column(ForeignKey("custom_fields.id"), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+
+    field: Mapped[CustomField] = relationship()
 
 
 class Participant(Base):
@@ -209,6 +279,9 @@ class Message(Base):
     trimmed: Mapped[str] = mapped_column(Text, default="")
     html: Mapped[str | None] = mapped_column(Text)
     automatic: Mapped[bool] = mapped_column(default=False)
+    # "in" for the customer side's mail, "out" for a public answer by an agent.
+    direction: Mapped[str] = mapped_column(String(3), default="in")
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[created_at]
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
@@ -259,6 +332,9 @@ class Attachment(Base):
     inline: Mapped[bool] = mapped_column(default=False)
     blob_sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
     created_at: Mapped[created_at]
+    # A removed attachment stays, with who removed it, so history keeps it.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    removed_by: Mapped[str | None] = mapped_column(String(350))
 
 
 class HistoryEntry(Base):

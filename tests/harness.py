@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from mailgate.actors import QUEUE_NAME, Actors, declare_actors, make_broker, start_worker
 from mailgate.app import App
+from mailgate.http.server import start_http_server
 from mailgate.listeners.smtp import start_smtp_server
 from mailgate.settings import load_settings
 from mailgate.views import ticket_detail
@@ -79,9 +80,24 @@ class Gateway:
         )
         self.server = future.result(timeout=10)
         self.port = self.server.sockets[0].getsockname()[1]
+        self.http_server = None
+
+    @property
+    def http_url(self) -> str:
+        """Start the HTTP API on a free port (once) and return its base URL."""
+        if self.http_server is None:
+            future = asyncio.run_coroutine_threadsafe(
+                start_http_server(self.app, "127.0.0.1", 0), self.loop
+            )
+            self.http_server, self._http_task = future.result(timeout=10)
+        sockets = self.http_server.servers[0].sockets
+        return f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
 
     async def _close_connections(self) -> None:
         self.server.close()
+        if self.http_server is not None:
+            self.http_server.should_exit = True
+            await self._http_task
         current = asyncio.current_task()
         tasks = [task for task in asyncio.all_tasks() if task is not current]
         for task in tasks:
@@ -103,8 +119,11 @@ class Gateway:
     def add_queue(self, name: str = "Support", address: str = SUPPORT) -> None:
         add_queue(self.app.sessions, name, address)
 
-    def add_agent(self, username: str, email_address: str, queue: str = "Support") -> None:
-        add_user(self.app.sessions, username, email_address, Role.FRONTLINE, [queue], username)
+    def add_agent(
+        self, username: str, email_address: str, queue: str = "Support",
+        role: Role = Role.FRONTLINE,
+    ) -> None:
+        add_user(self.app.sessions, username, email_address, role, [queue], username)
 
     # -- mail -----------------------------------------------------------
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from mailgate.cli.context import echo_json, open_app
-from store.directory import DirectoryError, add_queue, add_user, list_queues, list_users
+from store.directory import (
+    DirectoryError,
+    add_queue,
+    add_user,
+    issue_api_token,
+    list_queues,
+    list_users,
+)
 from store.models import Role
 
 
@@ -94,3 +101,14 @@ def users_list(as_json: bool) -> None:
             f"{row['id']:>4}  {row['username']:<16} {row['email']:<32} {row['role']:<10} "
             f"{', '.join(row['queues'])}"
         )
+
+
+@users.command("token")
+@click.argument("username")
+def users_token(username: str) -> None:
+    """Print a new HTTP API token for USERNAME; the old one stops working."""
+    try:
+        token = issue_api_token(open_app().sessions, username)
+    except DirectoryError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(token)

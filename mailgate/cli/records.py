@@ -7,6 +7,7 @@ import sys
 import click
 
 from mailgate.cli.context import echo_json, open_app
+from mailgate.cli.ticket_ops import COMMANDS as TICKET_COMMANDS
 from mailgate.views import outbox_row, spool_row, ticket_detail, ticket_summary
 from store.models import OutboxState, SpoolState
 from store.outbox import get_outbox_entry, list_outbox, retry_outbox_entry
@@ -19,7 +20,7 @@ LIMIT_OPTION = click.option("--limit", default=100, show_default=True, help="Row
 
 @click.group()
 def tickets() -> None:
-    """Read tickets."""
+    """Read and change tickets."""
 
 
 @tickets.command("list")
@@ -186,3 +187,7 @@ def outbox_retry(outbox_ids: tuple[int, ...]) -> None:
             click.echo(f"outbox {outbox_id}: not found or not dead", err=True)
     if failed:
         raise click.exceptions.Exit(1)
+
+
+for _command in TICKET_COMMANDS:
+    tickets.add_command(_command)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from mailgate.app import App
-from mailgate.http import health
+from mailgate.http import health, tickets
+from store.operations import OperationError
+from store.permissions import PermissionDenied
+
+log = logging.getLogger(__name__)
 
 
 def create_http_app(app: App) -> FastAPI:
@@ -13,4 +20,18 @@ def create_http_app(app: App) -> FastAPI:
     http = FastAPI(title="mailgate", version="0.1.0")
     http.state.mailgate = app
     http.include_router(health.router)
+    http.include_router(tickets.router)
+
+    @http.exception_handler(PermissionDenied)
+    def permission_denied(request: Request, error: PermissionDenied) -> JSONResponse:
+        log.info("HTTP %s %s refused: %s", request.method, request.url.path, error)
+        return JSONResponse(
+            {"detail": str(error), "missing_permission": error.permission}, status_code=403
+        )
+
+    @http.exception_handler(OperationError)
+    def operation_error(request: Request, error: OperationError) -> JSONResponse:
+        status = 404 if "not found" in str(error) else 400
+        return JSONResponse({"detail": str(error)}, status_code=status)
+
     return http

@@ -27,12 +27,13 @@ def compose_mail(
     to_address: tuple[str, str],
     message_id: str,
     domain: str,
-    auto_submitted: str,
+    auto_submitted: str | None,
     reply_to: str | None = None,
     in_reply_to: str | None = None,
     references: list[str] | None = None,
 ) -> bytes:
-    """Return a multipart/alternative mail marked as automatic (RFC 3834)."""
+    """Return a multipart/alternative mail; ``auto_submitted`` marks mail
+    that no person wrote (RFC 3834), None a person's answer."""
     message = EmailMessage(policy=SMTP)
     message["From"] = formataddr(from_address)
     message["To"] = formataddr(to_address)
@@ -45,7 +46,8 @@ def compose_mail(
         message["In-Reply-To"] = f"<{in_reply_to}>"
     if references:
         message["References"] = " ".join(f"<{value}>" for value in references)
-    message["Auto-Submitted"] = auto_submitted
+    if auto_submitted:
+        message["Auto-Submitted"] = auto_submitted
     # Ask Exchange and Outlook not to answer with out-of-office replies.
     message["X-Auto-Response-Suppress"] = "All"
     message["X-Loop"] = domain

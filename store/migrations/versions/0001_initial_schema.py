@@ -1,4 +1,4 @@
-"""create the initial schema
+"""Create the initial schema
 
 Revision ID: 0001
 Revises: 

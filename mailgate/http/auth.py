@@ -1,0 +1,34 @@
+"""Per-user API tokens (``Authorization: Bearer <token>``) and one
+transaction per request, acting as that user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from store.directory import find_user_by_api_token
+from store.operations import Actor
+
+bearer = HTTPBearer(auto_error=False, description="A token from 'mailgate users token USERNAME'.")
+
+
+def transaction(request: Request) -> Iterator[Session]:
+    app = request.app.state.mailgate
+    with app.sessions.begin() as session:
+        yield session
+
+
+def current_actor(
+    session: Session = Depends(transaction),
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+) -> Actor:
+    """Return the actor the token belongs to; raise 401 without a valid token."""
+    if credentials is None:
+        raise HTTPException(401, "missing API token", headers={"WWW-Authenticate": "Bearer"})
+    user = find_user_by_api_token(session, credentials.credentials)
+    if user is None:
+        raise HTTPException(401, "invalid API token", headers={"WWW-Authenticate": "Bearer"})
+    return Actor(user, "api")
