@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailgate.keys import load_signing_keys
 from mailgate.outbound import Sender, make_sender
 from mailgate.outbound.rendering import make_environment
-from mailgate.settings import Settings
+from mailgate.settings import Settings, SettingsError
 from mailgate.tokens import SigningKey
 from store import migrate
 from store.db import is_sqlite, make_engine, make_sessionmaker
 from store.directory import normalize_address, queue_addresses
+from store.permissions import configure_roles, reset_roles
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ class App:
         upgraded with ``mailgate db upgrade`` first.
         """
         settings.home.mkdir(parents=True, exist_ok=True)
+        reset_roles()
+        try:
+            configure_roles(settings.role_permissions)
+        except ValueError as error:
+            raise SettingsError(f"MAILGATE_ROLE_PERMISSIONS is invalid: {error}") from None
         engine = make_engine(settings.resolved_database_url)
         if not migrate.is_up_to_date(engine):
             if is_sqlite(engine) and migrate_embedded:

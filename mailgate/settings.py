@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = 30.0
     outbox_max_attempts: int = 8
     default_queue: str | None = None
+    # Replaces the permissions of the roles it names, e.g. in the TOML file:
+    # [role_permissions] frontline = ["ticket.create", "ticket.note"]
+    role_permissions: dict[str, list[str]] = Field(default_factory=dict)
 
     @field_validator("max_message_bytes", "smtp_port", "http_port", "worker_threads")
     @classmethod

@@ -315,3 +315,41 @@ def test_api_filters_and_pages(desk: Gateway) -> None:
         assert page["total"] == 5
         assert [item["subject"] for item in page["items"]] == ["printer 3", "printer 2"]
         assert client.get("/api/tickets", params={"stage": "closed"}).json()["total"] == 0
+
+
+def test_custom_field_validated(desk: Gateway) -> None:
+    with desk.app.sessions.begin() as session:
+        from store.directory import find_user_by_email
+
+        find_user_by_email(session, MANAGER).role = "admin"
+    added = cli(desk, "fields", "add", "Contract", "--kind", "choice", "--choice", "Gold",
+                "--choice", "Silver", "--as", "mona")
+    assert added.returncode == 0, added.stderr
+    refused = cli(desk, "fields", "add", "Plan", "--kind", "text", "--as", "fran")
+    assert refused.returncode == EX_NOPERM
+    assert b"admin.custom_fields" in refused.stderr
+    ticket_id = new_ticket(desk)
+    bad = cli(desk, "tickets", "update", str(ticket_id), "--field", "Contract=Bronze", "--as", "fran")
+    assert bad.returncode == 1
+    assert b"'Bronze' is not one of Gold, Silver" in bad.stderr
+    good = cli(desk, "tickets", "update", str(ticket_id), "--field", "Contract=Gold", "--as", "fran",
+               "--json")
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["custom_fields"] == {"Contract": "Gold"}
+
+
+def test_role_permissions_configurable(tmp_path: Path) -> None:
+    settings = {"role_permissions": {"frontline": ["ticket.create", "ticket.note", "ticket.close"]}}
+    with Gateway.start(home=tmp_path / "roles", **settings) as desk:
+        desk.add_queue()
+        desk.add_agent("fran", FRONTLINE)
+        ticket_id = new_ticket(desk)
+        # The CLI process below starts without the setting, so the default applies.
+        assert cli(desk, "tickets", "close", str(ticket_id), "--as", "fran").returncode == EX_NOPERM
+        from store.operations import Actor, close, get_ticket
+        from store.directory import find_user_by_email
+
+        with desk.app.sessions.begin() as session:
+            actor = Actor(find_user_by_email(session, FRONTLINE), "api")
+            close(session, actor, get_ticket(session, actor, ticket_id))
+        assert desk.ticket(ticket_id)["stage"] == "closed"

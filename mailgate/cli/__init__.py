@@ -9,6 +9,7 @@ import click
 
 from mailgate.cli.admin import queues, users
 from mailgate.cli.context import CONTEXT_SETTINGS
+from mailgate.cli.lists import fields, rootcauses, stages
 from mailgate.cli.records import outbox, spool, tickets
 from mailgate.cli.run import db, ingest, serve, worker
 
@@ -40,7 +41,9 @@ def cli(verbose: bool) -> None:
         logging.getLogger("mailparser").setLevel(logging.ERROR)
 
 
-for command in (serve, worker, ingest, db, queues, users, tickets, spool, outbox):
+for command in (
+    serve, worker, ingest, db, queues, users, tickets, spool, outbox, stages, rootcauses, fields,
+):
     cli.add_command(command)
 
 
