@@ -79,7 +79,7 @@ def declare_actors(app: App, broker: dramatiq.Broker) -> Actors:
         if result.retry_in_seconds is not None:
             actors.enqueue_outbox(outbox_id, result.retry_in_seconds)
 
-    actors = Actors(
+    actors: Actors = Actors(
         process_spool=dramatiq.actor(
             process_spool, broker=broker, actor_name="process_spool",
             queue_name=QUEUE_NAME, max_retries=PROCESS_MAX_RETRIES, min_backoff=1000,
@@ -89,6 +89,7 @@ def declare_actors(app: App, broker: dramatiq.Broker) -> Actors:
             queue_name=QUEUE_NAME, max_retries=0,
         ),
     )
+    app.enqueue_outbox = actors.enqueue_outbox
     return actors
 
 

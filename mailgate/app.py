@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from jinja2 import Environment
@@ -40,6 +41,9 @@ class App:
     templates: Environment
     signing_keys: list[SigningKey]
     sender: Sender
+    # Set by a process that runs workers, so rows written outside the
+    # pipeline (CLI, API) are sent at once; the sweeper sends them otherwise.
+    enqueue_outbox: Callable[[int], None] | None = None
     _served: tuple[float, frozenset[str]] = (0.0, frozenset())
     _served_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -70,7 +74,7 @@ class App:
             settings=settings,
             engine=engine,
             sessions=make_sessionmaker(engine),
-            templates=make_environment(),
+            templates=make_environment(settings.templates_dir),
             signing_keys=load_signing_keys(settings),
             sender=make_sender(settings),
         )
@@ -96,6 +100,12 @@ class App:
         a second connection, which would wait for the first one's lock.
         """
         return is_served(address, self.served_addresses(), self.settings.domain)
+
+    def outbox_committed(self, outbox_ids: list[int]) -> None:
+        """Hand committed outbox rows to the workers, if this process has them."""
+        if self.enqueue_outbox is not None:
+            for outbox_id in outbox_ids:
+                self.enqueue_outbox(outbox_id)
 
     def close(self) -> None:
         self.engine.dispose()

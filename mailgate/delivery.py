@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 
 # While one worker sends a row, the sweeper leaves it alone for this long.
 SEND_LEASE = timedelta(minutes=5)
-BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_CAP_SECONDS = 3600.0
 
 
@@ -47,9 +46,10 @@ def _claim(app: App, outbox_id: int) -> OutboxEntry | None:
         return session.get(OutboxEntry, outbox_id)
 
 
-def backoff_seconds(attempts: int) -> float:
-    """Exponential backoff with full jitter for attempt ``attempts + 1``."""
-    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
+def backoff_seconds(attempts: int, base_seconds: float) -> float:
+    """Return the delay before attempt ``attempts + 1``: exponential, capped
+    at an hour, with jitter over its upper half so retries spread out."""
+    ceiling = min(BACKOFF_CAP_SECONDS, base_seconds * 2 ** max(0, attempts - 1))
     return random.uniform(ceiling / 2, ceiling)
 
 
@@ -63,7 +63,7 @@ def deliver_outbox_entry(app: App, outbox_id: int) -> DeliveryResult:
         if entry.attempts >= app.settings.outbox_max_attempts:
             _finish(app, entry, OutboxState.DEAD, f"{error} (after {entry.attempts} attempts)")
             return DeliveryResult(sent=False)
-        delay = backoff_seconds(entry.attempts)
+        delay = backoff_seconds(entry.attempts, app.settings.outbox_backoff_seconds)
         _reschedule(app, entry, str(error), delay)
         return DeliveryResult(sent=False, retry_in_seconds=delay)
     except PermanentDeliveryError as error:
@@ -84,6 +84,12 @@ def _reschedule(app: App, entry: OutboxEntry, error: str, delay: float) -> None:
             return
         row.last_error = error
         row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        if row.ticket_id is not None:
+            record_history(
+                session, row.ticket_id, actor=SYSTEM_ACTOR, channel="worker",
+                action=f"{row.kind}_retry", outbox_id=row.id, rcpt_to=row.rcpt_to,
+                attempt=row.attempts, error=error, retry_in_seconds=round(delay, 1),
+            )
 
 
 def _finish(

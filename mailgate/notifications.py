@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailgate.app import App
@@ -20,6 +21,17 @@ log = logging.getLogger(__name__)
 
 KIND_NEW_TICKET = "new_ticket"
 KIND_ACKNOWLEDGEMENT = "acknowledgement"
+
+
+def thread_root(session: Session, ticket_id: int, rcpt_to: str) -> str | None:
+    """Return the Message-ID of the first mail we sent ``rcpt_to`` about the
+    ticket; later mail refers to it, so a mail client shows one thread."""
+    return session.scalar(
+        select(OutboxEntry.message_id)
+        .where(OutboxEntry.ticket_id == ticket_id, OutboxEntry.rcpt_to == rcpt_to)
+        .order_by(OutboxEntry.id)
+        .limit(1)
+    )
 
 
 def reply_address(app: App, queue: Queue, token: str) -> str:
@@ -131,6 +143,9 @@ def queue_public_reply(
         app.signing_keys[0], ticket.id, CUSTOMER_USER_ID, ttl_days=settings.reply_token_ttl_days
     )
     thread = [message.message_id for message in ticket.messages if message.message_id]
+    root = thread_root(session, ticket.id, ticket.requester_email)
+    if root:
+        thread.insert(1 if thread else 0, root)
     message_id = make_message_id(settings.domain, f"t{ticket.id}")
     rendered = render_mail(
         app.templates, KIND_PUBLIC_REPLY, ticket=ticket, queue=queue, tag=tag, text=text
@@ -168,6 +183,7 @@ def queue_command_failures(
         app.templates, KIND_COMMAND_FAILED, ticket=ticket, queue=ticket.queue, tag=tag,
         failed=failed, done=done,
     )
+    root = thread_root(session, ticket.id, agent.email)
     raw = compose_mail(
         rendered,
         from_address=(f"{ticket.queue.name} via mailgate", ticket.queue.address),
@@ -175,6 +191,8 @@ def queue_command_failures(
         message_id=message_id,
         domain=settings.domain,
         auto_submitted="auto-replied",
+        in_reply_to=root,
+        references=[root] if root else None,
     )
     return add_to_outbox(session, OutgoingMail(
         kind=KIND_COMMAND_FAILED, mail_from="", rcpt_to=agent.email,

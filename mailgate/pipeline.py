@@ -31,6 +31,7 @@ from mailgate.routing import (
     find_referenced_ticket,
     reply_token_candidates,
 )
+from mailgate.updates import last_history_id, queue_ticket_updates
 from mailgate.tokens import CUSTOMER_USER_ID, ReplyToken, TokenError, verify_token
 from mailgate.trimming import trim_reply
 from store.directory import normalize_address, queue_addresses
@@ -59,6 +60,9 @@ class Outcome:
     reason: str = ""
     ticket_id: int | None = None
     outbox_ids: list[int] = field(default_factory=list)
+    # True when the mail changed an existing ticket, which is worth a
+    # "Ticket Updated" mail; a new ticket has its own notification.
+    updated_ticket: bool = False
 
 
 def process_spool_entry(app: App, spool_id: int) -> Outcome | None:
@@ -107,6 +111,7 @@ def _decide_and_act(
     key = dedupe_key(mail, raw)
     if session.get(ProcessedMail, key) is not None:
         return _duplicate()
+    since = last_history_id(session)
     try:
         # A savepoint, so that a twin of this mail committed by another
         # worker meanwhile undoes only this mail's changes.
@@ -115,6 +120,10 @@ def _decide_and_act(
             if outcome.state == SpoolState.PROCESSED:
                 session.add(ProcessedMail(dedupe_key=key, spool_id=entry.id))
                 session.flush()
+            if outcome.updated_ticket and outcome.ticket_id is not None:
+                updates = queue_ticket_updates(app, session, since, ticket_ids={outcome.ticket_id})
+                session.flush()
+                outcome.outbox_ids.extend(item.id for item in updates)
     except IntegrityError:
         if session.get(ProcessedMail, key) is None:
             raise
@@ -159,8 +168,7 @@ def _act(
     if ticket is not None and sender and is_participant(session, ticket, sender):
         message = _new_message(entry, mail, automatic=bool(automatic), trim=True)
         customer_wrote(session, ticket, message)
-        # TODO: send "Ticket Updated" to the assignee and watchers.
-        return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id)
+        return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id, updated_ticket=not automatic)
     if ticket is not None and automatic:
         return Outcome(
             SpoolState.IGNORED,
@@ -350,7 +358,10 @@ def _agent_reply(
     elif not commands:
         return Outcome(SpoolState.IGNORED, ticket_id=ticket.id, reason="reply has no new text")
     session.flush()
-    return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id, outbox_ids=[item.id for item in outbox])
+    return Outcome(
+        SpoolState.PROCESSED, ticket_id=ticket.id, outbox_ids=[item.id for item in outbox],
+        updated_ticket=True,
+    )
 
 
 def _public_reply(

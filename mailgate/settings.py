@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     ack_limit_per_hour: int = 5
     sweep_interval_seconds: float = 30.0
     outbox_max_attempts: int = 8
+    # First retry delay of an outbox row; each later one doubles, up to an hour.
+    outbox_backoff_seconds: float = 30.0
+    # A folder of templates that replace the packaged ones of the same name.
+    templates_dir: Path | None = None
     default_queue: str | None = None
     # Replaces the permissions of the roles it names, e.g. in the TOML file:
     # [role_permissions] frontline = ["ticket.create", "ticket.note"]

@@ -184,6 +184,7 @@ class Ticket(Base):
         secondary="ticket_root_causes", order_by="RootCause.name"
     )
     field_values: Mapped[list[TicketFieldValue]] = relationship(cascade="all, delete-orphan")
+    watchers: Mapped[list[User]] = relationship(secondary="ticket_watchers", order_by="User.id")
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id"
     )
@@ -245,6 +246,15 @@ class TicketFieldValue(Base):
     value: Mapped[Any] = mapped_column(JSON)
 
     field: Mapped[CustomField] = relationship()
+
+
+class TicketWatcher(Base):
+    """A user who gets "Ticket Updated" mail for a ticket."""
+
+    __tablename__ = "ticket_watchers"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
 
 
 class Participant(Base):

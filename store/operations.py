@@ -503,6 +503,27 @@ def reopen(session: Session, actor: Actor, ticket: Ticket, *, stage: str = "open
     _history(session, actor, ticket, "reopened", field="stage", old_value=old, new_value=target.name)
 
 
+def watch(session: Session, actor: Actor, ticket: Ticket, username: str | None = None) -> None:
+    """Add ``username`` (default: the actor) to the ticket's watchers."""
+    actor.require(perm.TICKET_UPDATE)
+    check_scope(actor, ticket)
+    user = _user(session, username) if username else actor.user
+    if user in ticket.watchers:
+        return
+    ticket.watchers.append(user)
+    _history(session, actor, ticket, "watcher_added", field="watchers", new_value=user.username)
+
+
+def unwatch(session: Session, actor: Actor, ticket: Ticket, username: str | None = None) -> None:
+    actor.require(perm.TICKET_UPDATE)
+    check_scope(actor, ticket)
+    user = _user(session, username) if username else actor.user
+    if user not in ticket.watchers:
+        return
+    ticket.watchers.remove(user)
+    _history(session, actor, ticket, "watcher_removed", field="watchers", old_value=user.username)
+
+
 @dataclass
 class BulkResult:
     changed: list[int] = field(default_factory=list)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailgate.cli.context import echo_json, open_app
+from mailgate.updates import last_history_id, queue_ticket_updates
 from mailgate.views import history_rows, ticket_summary
 from store import operations as ops
 from store.models import User
@@ -34,12 +35,16 @@ def acting(username: str) -> Iterator[tuple[Session, ops.Actor]]:
             user = session.scalar(select(User).where(User.username == username))
             if user is None:
                 raise click.ClickException(f"user {username!r} not found")
-            yield session, ops.Actor(user, "cli")
+            since = last_history_id(session)
+            actor = ops.Actor(user, "cli")
+            yield session, actor
+            updates = queue_ticket_updates(app, session, since, actor=actor.name)
     except PermissionDenied as error:
         click.echo(f"Error: permission denied: {error}", err=True)
         raise click.exceptions.Exit(EX_NOPERM) from None
     except ops.OperationError as error:
         raise click.ClickException(str(error)) from None
+    app.outbox_committed([item.id for item in updates])
 
 
 def _print_ticket(session: Session, ticket_id: int, as_json: bool, message: str) -> None:

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from mailgate.updates import last_history_id, queue_ticket_updates
 from store.directory import find_user_by_api_token
 from store.operations import Actor
 
@@ -16,12 +17,19 @@ bearer = HTTPBearer(auto_error=False, description="A token from 'mailgate users 
 
 
 def transaction(request: Request) -> Iterator[Session]:
+    """Run the request in one transaction; changes made by the request's
+    actor cause "Ticket Updated" mail, queued in the same transaction."""
     app = request.app.state.mailgate
     with app.sessions.begin() as session:
+        since = last_history_id(session)
         yield session
+        actor = getattr(request.state, "actor", None)
+        updates = queue_ticket_updates(app, session, since, actor=actor.name) if actor else []
+    app.outbox_committed([item.id for item in updates])
 
 
 def current_actor(
+    request: Request,
     session: Session = Depends(transaction),
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
 ) -> Actor:
@@ -31,4 +39,6 @@ def current_actor(
     user = find_user_by_api_token(session, credentials.credentials)
     if user is None:
         raise HTTPException(401, "invalid API token", headers={"WWW-Authenticate": "Bearer"})
-    return Actor(user, "api")
+    actor = Actor(user, "api")
+    request.state.actor = actor
+    return actor

@@ -22,9 +22,12 @@ def templates_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
-def make_environment(directory: Path | None = None) -> Environment:
+def make_environment(override: Path | None = None) -> Environment:
+    """Return the template environment; templates in ``override`` replace
+    the packaged ones of the same name."""
+    folders = [str(override)] if override else []
     return Environment(
-        loader=FileSystemLoader(str(directory or templates_dir())),
+        loader=FileSystemLoader([*folders, str(templates_dir())]),
         autoescape=select_autoescape(enabled_extensions=("html",), default=False),
         undefined=StrictUndefined,
         keep_trailing_newline=False,
