@@ -17,8 +17,6 @@ from store.outbox import lock_outbox_entry
 
 log = logging.getLogger(__name__)
 
-# While one worker sends a row, the sweeper leaves it alone for this long.
-SEND_LEASE = timedelta(minutes=5)
 BACKOFF_CAP_SECONDS = 3600.0
 
 
@@ -39,7 +37,10 @@ def _claim(app: App, outbox_id: int) -> OutboxEntry | None:
                 OutboxEntry.state == OutboxState.PENDING.value,
                 OutboxEntry.next_attempt_at <= now,
             )
-            .values(next_attempt_at=now + SEND_LEASE, attempts=OutboxEntry.attempts + 1)
+            .values(
+                next_attempt_at=now + timedelta(seconds=app.settings.outbox_send_lease_seconds),
+                attempts=OutboxEntry.attempts + 1,
+            )
         )
         if result.rowcount != 1:
             return None

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = 8
     # First retry delay of an outbox row; each later one doubles, up to an hour.
     outbox_backoff_seconds: float = 30.0
+    # While a worker sends a row, others leave it alone this long; a worker
+    # killed between the relay's 250 and its commit re-sends after it.
+    outbox_send_lease_seconds: float = 300.0
     # A folder of templates that replace the packaged ones of the same name.
     templates_dir: Path | None = None
     default_queue: str | None = None

@@ -24,6 +24,7 @@ from mailgate.app import App
 from mailgate.http.server import start_http_server
 from mailgate.listeners.smtp import start_smtp_server
 from mailgate.settings import load_settings
+from mailgate.sweeper import Sweeper
 from mailgate.views import ticket_detail
 from store import migrate
 from store.db import make_engine
@@ -47,7 +48,7 @@ class Gateway:
 
     @classmethod
     @contextmanager
-    def start(cls, home: Path, **settings: Any) -> Iterator[Gateway]:
+    def start(cls, home: Path, *, sweep: bool = False, **settings: Any) -> Iterator[Gateway]:
         settings.setdefault("domain", DOMAIN)
         settings.setdefault("ticket_tag_prefix", "#")
         loaded = load_settings(home=home, **settings)
@@ -68,9 +69,15 @@ class Gateway:
         worker = start_worker(broker, 2)
         gateway = cls(app, broker, actors, worker)
         gateway._serve()
+        sweeper = None
+        if sweep:
+            sweeper = Sweeper(app, actors, app.settings.sweep_interval_seconds)
+            sweeper.start()
         try:
             yield gateway
         finally:
+            if sweeper is not None:
+                sweeper.stop()
             gateway.stop()
 
     def _serve(self) -> None:
