@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 COMMAND_LINE = re.compile(r"^#([a-z]+)\b[ \t]*(.*?)\s*$", re.IGNORECASE)
 KNOWN_COMMANDS = (
     "stage", "queue", "tag", "untag", "type", "rootcause", "assign", "escalate",
-    "postpone", "close", "public",
+    "postpone", "close", "public", "forward",
 )
 
 
@@ -35,6 +35,8 @@ class Command:
 @dataclass
 class CommandResults:
     public: bool = False
+    # Recipients of each #forward line, for the caller to send with its app.
+    forwards: list[tuple[str, list[str]]] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (line, reason)
 
@@ -68,6 +70,13 @@ def run_commands(
     for command in commands:
         if command.name == "public":
             results.public = True
+            continue
+        if command.name == "forward":
+            recipients = [item for item in command.argument.replace(",", " ").split() if item]
+            if recipients:
+                results.forwards.append((command.line, recipients))
+            else:
+                results.failed.append((command.line, "#forward needs recipients, e.g. #forward bob"))
             continue
         try:
             with session.begin_nested():

@@ -36,9 +36,20 @@ from mailgate.tokens import CUSTOMER_USER_ID, ReplyToken, TokenError, verify_tok
 from mailgate.trimming import trim_reply
 from store.directory import normalize_address, queue_addresses
 from store.history import SYSTEM_ACTOR, record_history
-from store.operations import Actor, add_note, add_public_reply, check_scope, customer_wrote
+from mailgate.forwards import forward_ticket
+from mailgate.trimming import TrimmedReply
+from store.operations import (
+    Actor,
+    ForwardOptions,
+    OperationError,
+    add_external_note,
+    add_note,
+    add_public_reply,
+    check_scope,
+    customer_wrote,
+)
 from store.permissions import PermissionDenied
-from store.models import ProcessedMail, SpoolEntry, SpoolState, Ticket, User
+from store.models import ProcessedMail, Role, SpoolEntry, SpoolState, Ticket, User
 from store.spool import finish_spool_entry, lock_spool_entry, mark_failed
 from store.tickets import (
     NewAttachment,
@@ -329,10 +340,12 @@ def _agent_reply(
             SpoolState.IGNORED, ticket_id=ticket.id, reason=f"automatic reply ({automatic})"
         )
     trimmed = trim_reply(mail.text, mail.html_source)
-    commands, body = split_commands(trimmed.body)
     # NOTE: inline images are left out of notes, because most of them come
     # from the quoted original. An image the agent pasted stays in the raw mail.
     attachments = _attachments(mail, inline=False)
+    if agent.role == Role.EXTERNAL.value:
+        return _external_reply(session, entry, ticket, agent, trimmed, attachments)
+    commands, body = split_commands(trimmed.body)
     actor = Actor(agent, "email")
     try:
         check_scope(actor, ticket)
@@ -340,6 +353,12 @@ def _agent_reply(
         return Outcome(SpoolState.REJECTED, ticket_id=ticket.id, reason=str(error))
     results = run_commands(session, actor, ticket, commands)
     outbox = []
+    for line, recipients in results.forwards:
+        try:
+            with session.begin_nested():
+                outbox.extend(forward_ticket(app, session, actor, ticket, recipients, ForwardOptions()))
+        except (OperationError, PermissionDenied) as error:
+            results.failed.append((line, str(error)))
     if results.failed:
         outbox.append(queue_command_failures(app, session, ticket, agent, results.failed, results.done))
     if results.public and body:
@@ -362,6 +381,25 @@ def _agent_reply(
         SpoolState.PROCESSED, ticket_id=ticket.id, outbox_ids=[item.id for item in outbox],
         updated_ticket=True,
     )
+
+
+def _external_reply(
+    session: Session,
+    entry: SpoolEntry,
+    ticket: Ticket,
+    author: User,
+    trimmed: TrimmedReply,
+    attachments: list[NewAttachment],
+) -> Outcome:
+    """A reply from outside the organisation to a forward: a note marked as theirs."""
+    if not trimmed.body and not attachments:
+        return Outcome(SpoolState.IGNORED, ticket_id=ticket.id, reason="reply has no new text")
+    try:
+        add_external_note(session, ticket, author, trimmed.body, trimmed=trimmed.removed,
+                          spool_id=entry.id, attachments=attachments)
+    except PermissionDenied as error:
+        return Outcome(SpoolState.REJECTED, ticket_id=ticket.id, reason=str(error))
+    return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id, updated_ticket=True)
 
 
 def _public_reply(

@@ -66,6 +66,7 @@ def ticket_detail(ticket: Ticket) -> dict[str, Any]:
         {
             "id": note.id,
             "author": note.author.username,
+            "author_role": note.author.role,
             "body": note.body,
             "trimmed": note.trimmed,
             "channel": note.channel,

@@ -68,6 +68,9 @@ class Role(str, enum.Enum):
     FRONTLINE = "frontline"
     MANAGER = "manager"
     ADMIN = "admin"
+    # Someone outside the organisation a ticket was forwarded to: no
+    # permissions, but a reply to the forward becomes a note marked as theirs.
+    EXTERNAL = "external"
 
 
 class SpoolState(str, enum.Enum):

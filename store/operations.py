@@ -19,8 +19,10 @@ from store.history import record_history, user_actor
 from store.models import (
     Attachment,
     CustomField,
+    HistoryEntry,
     Message,
     Queue,
+    Role,
     RootCause,
     Stage,
     Ticket,
@@ -522,6 +524,79 @@ def unwatch(session: Session, actor: Actor, ticket: Ticket, username: str | None
         return
     ticket.watchers.remove(user)
     _history(session, actor, ticket, "watcher_removed", field="watchers", old_value=user.username)
+
+
+@dataclass(frozen=True)
+class ForwardOptions:
+    subject: str = ""
+    message: str = ""
+    include_original: bool = True
+    include_attachments: bool = False
+    include_history: bool = False
+    include_notes: bool = False
+
+
+def resolve_recipients(session: Session, names: Sequence[str]) -> list[User]:
+    """Turn addresses, usernames and role names into users; an address that
+    is no user's becomes an external user, who has no permissions."""
+    found: dict[int, User] = {}
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        if name.lower() in {role.value for role in Role if role != Role.EXTERNAL}:
+            members = session.scalars(select(User).where(User.role == name.lower()))
+            found.update({user.id: user for user in members})
+            continue
+        if "@" in name:
+            address = name.strip("<>").lower()
+            user = session.scalar(select(User).where(User.email == address))
+            if user is None:
+                user = User(username=address, email=address, role=Role.EXTERNAL.value)
+                session.add(user)
+                session.flush()
+            found[user.id] = user
+            continue
+        user = _user(session, name)
+        found[user.id] = user
+    if not found:
+        raise OperationError("no recipients: give addresses, usernames or role names")
+    return list(found.values())
+
+
+def forward(
+    session: Session, actor: Actor, ticket: Ticket, recipients: Sequence[str], options: ForwardOptions
+) -> list[User]:
+    """Record a forward of the ticket and return the users to send it to."""
+    actor.require(perm.TICKET_FORWARD)
+    check_scope(actor, ticket)
+    users = resolve_recipients(session, recipients)
+    _history(
+        session, actor, ticket, "forwarded",
+        recipients=[user.email for user in users], subject=options.subject,
+        include_original=options.include_original,
+        include_attachments=options.include_attachments,
+        include_history=options.include_history, include_notes=options.include_notes,
+    )
+    return users
+
+
+def add_external_note(
+    session: Session, ticket: Ticket, author: User, body: str, *, trimmed: str = "",
+    spool_id: int | None = None, attachments: Iterable[NewAttachment] = (),
+):
+    """Add a note from an external user the ticket was forwarded to."""
+    forwarded_to = session.scalars(
+        select(HistoryEntry.details).where(
+            HistoryEntry.ticket_id == ticket.id, HistoryEntry.action == "forwarded"
+        )
+    )
+    if not any(author.email in (details or {}).get("recipients", []) for details in forwarded_to):
+        raise perm.PermissionDenied(author.email, perm.TICKET_NOTE,
+                                    f"ticket {ticket.id} was never forwarded to them")
+    note = store_note(session, ticket, author, body, channel="email", trimmed=trimmed,
+                      spool_id=spool_id, attachments=attachments)
+    return note
 
 
 @dataclass

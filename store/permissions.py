@@ -37,6 +37,7 @@ DEFAULT_ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     "frontline": FRONTLINE_PERMISSIONS,
     "manager": MANAGER_PERMISSIONS,
     "admin": ADMIN_PERMISSIONS,
+    "external": frozenset(),
 }
 ALL_PERMISSIONS = ADMIN_PERMISSIONS
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailgate.app import App
 from mailgate.cli.context import echo_json, open_app
 from mailgate.updates import last_history_id, queue_ticket_updates
 from mailgate.views import history_rows, ticket_summary
@@ -26,10 +28,15 @@ AS_OPTION = click.option("--as", "username", required=True, help="Act as this us
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
+# The App of the command being run, for operations that send mail.
+current_app: ContextVar[App] = ContextVar("current_app")
+
+
 @contextmanager
 def acting(username: str) -> Iterator[tuple[Session, ops.Actor]]:
     """Open a transaction acting as ``username``, mapping errors to exit codes."""
     app = open_app()
+    current_app.set(app)
     try:
         with app.sessions.begin() as session:
             user = session.scalar(select(User).where(User.username == username))
@@ -213,6 +220,36 @@ def bulk(ticket_ids: tuple[int, ...], username: str, as_json: bool, **changes: A
         raise click.exceptions.Exit(1)
 
 
+@click.command("forward")
+@click.argument("ticket_id", type=int)
+@click.option("--to", "recipients", multiple=True, required=True,
+              help="An address, username or role name; repeatable.")
+@click.option("--subject", default="", help="Subject; default 'Fwd: [tag] subject'.")
+@click.option("--message", default="", help="Text above the forwarded ticket.")
+@click.option("--no-original", is_flag=True, help="Leave out the customer's mail.")
+@click.option("--attachments", is_flag=True, help="Attach the customer's attachments.")
+@click.option("--history", "include_history", is_flag=True, help="Include the ticket's history.")
+@click.option("--notes", is_flag=True, help="Include internal notes.")
+@AS_OPTION
+def forward(ticket_id: int, recipients: tuple[str, ...], subject: str, message: str,
+            no_original: bool, attachments: bool, include_history: bool, notes: bool,
+            username: str) -> None:
+    """Forward a ticket to addresses, users or roles."""
+    from mailgate.forwards import forward_ticket
+
+    options = ops.ForwardOptions(
+        subject=subject, message=message, include_original=not no_original,
+        include_attachments=attachments, include_history=include_history, include_notes=notes,
+    )
+    with acting(username) as (session, actor):
+        ticket = ops.get_ticket(session, actor, ticket_id)
+        queued = forward_ticket(current_app.get(), session, actor, ticket, list(recipients), options)
+        session.flush()
+        queued_ids = [row.id for row in queued]
+        click.echo(f"ticket {ticket_id} forwarded to {', '.join(row.rcpt_to for row in queued)}")
+    current_app.get().outbox_committed(queued_ids)
+
+
 @click.command("history")
 @click.argument("ticket_id", type=int)
 @JSON_OPTION
@@ -232,4 +269,4 @@ def history(ticket_id: int, as_json: bool) -> None:
         click.echo(f"{row['at']}  {row['actor']:<28} {row['channel']:<6} {row['action']}{change}")
 
 
-COMMANDS = (create, update, note, attach, detach, postpone, close, reopen, bulk, history)
+COMMANDS = (create, update, note, attach, detach, postpone, close, reopen, bulk, forward, history)

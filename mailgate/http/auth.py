@@ -25,7 +25,8 @@ def transaction(request: Request) -> Iterator[Session]:
         yield session
         actor = getattr(request.state, "actor", None)
         updates = queue_ticket_updates(app, session, since, actor=actor.name) if actor else []
-    app.outbox_committed([item.id for item in updates])
+    queued = getattr(request.state, "outbox_ids", [])
+    app.outbox_committed([*queued, *(item.id for item in updates)])
 
 
 def current_actor(

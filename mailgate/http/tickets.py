@@ -7,11 +7,12 @@ import binascii
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mailgate.forwards import forward_ticket
 from mailgate.http.auth import current_actor, transaction
 from mailgate.views import history_rows, ticket_detail, ticket_summary
 from store import operations as ops
@@ -72,6 +73,16 @@ class CloseRequest(BaseModel):
 
 class ReopenRequest(BaseModel):
     stage: str = "open"
+
+
+class ForwardRequest(BaseModel):
+    recipients: list[str] = Field(description="Addresses, usernames or role names.")
+    subject: str = ""
+    message: str = ""
+    include_original: bool = True
+    include_attachments: bool = False
+    include_history: bool = False
+    include_notes: bool = False
 
 
 class BulkRequest(BaseModel):
@@ -199,6 +210,19 @@ def reopen(ticket_id: int, body: ReopenRequest, actor: ops.Actor = Depends(curre
     ticket = ops.get_ticket(session, actor, ticket_id)
     ops.reopen(session, actor, ticket, stage=body.stage)
     return _detail(session, ticket_id)
+
+
+@router.post("/{ticket_id}/forward")
+def forward(ticket_id: int, body: ForwardRequest, request: Request,
+            actor: ops.Actor = Depends(current_actor),
+            session: Session = Depends(transaction)) -> dict[str, Any]:
+    ticket = ops.get_ticket(session, actor, ticket_id)
+    options = ops.ForwardOptions(**body.model_dump(exclude={"recipients"}))
+    queued = forward_ticket(request.app.state.mailgate, session, actor, ticket, body.recipients,
+                            options)
+    session.flush()
+    request.state.outbox_ids = [row.id for row in queued]
+    return {"recipients": [row.rcpt_to for row in queued]}
 
 
 @router.post("/bulk")

@@ -31,6 +31,7 @@ def compose_mail(
     reply_to: str | None = None,
     in_reply_to: str | None = None,
     references: list[str] | None = None,
+    attachments: list[tuple[str, str, bytes]] = (),
 ) -> bytes:
     """Return a multipart/alternative mail; ``auto_submitted`` marks mail
     that no person wrote (RFC 3834), None a person's answer."""
@@ -53,4 +54,10 @@ def compose_mail(
     message["X-Loop"] = domain
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
+    for filename, content_type, data in attachments:
+        maintype, _, subtype = content_type.partition("/")
+        message.add_attachment(
+            data, maintype=maintype or "application", subtype=subtype or "octet-stream",
+            filename=filename,
+        )
     return message.as_bytes()
