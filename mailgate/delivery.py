@@ -11,6 +11,10 @@ from sqlalchemy import update
 
 from mailgate.app import App
 from mailgate.errors import PermanentDeliveryError, TemporaryDeliveryError
+from mailgate.outbound.push import PushSender
+
+# The outbox kind of push alerts; every other kind is mail.
+KIND_PUSH = "push"
 from store.history import SYSTEM_ACTOR, record_history
 from store.models import OutboxEntry, OutboxState, utcnow
 from store.outbox import lock_outbox_entry
@@ -59,7 +63,8 @@ def deliver_outbox_entry(app: App, outbox_id: int) -> DeliveryResult:
     if entry is None:
         return DeliveryResult(sent=False)
     try:
-        where = app.sender.send(entry.id, entry.mail_from, entry.rcpt_to, entry.raw)
+        sender = PushSender() if entry.kind == KIND_PUSH else app.sender
+        where = sender.send(entry.id, entry.mail_from, entry.rcpt_to, entry.raw)
     except TemporaryDeliveryError as error:
         if entry.attempts >= app.settings.outbox_max_attempts:
             _finish(app, entry, OutboxState.DEAD, f"{error} (after {entry.attempts} attempts)")

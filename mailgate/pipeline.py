@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailgate.app import App, is_served
+from mailgate.alerts import queue_alerts
 from mailgate.automatic import automatic_reason
 from mailgate.bounces import DeliveryReport, read_delivery_report
 from mailgate.commands import run_commands, split_commands
@@ -131,10 +132,13 @@ def _decide_and_act(
             if outcome.state == SpoolState.PROCESSED:
                 session.add(ProcessedMail(dedupe_key=key, spool_id=entry.id))
                 session.flush()
-            if outcome.updated_ticket and outcome.ticket_id is not None:
-                updates = queue_ticket_updates(app, session, since, ticket_ids={outcome.ticket_id})
+            if outcome.state == SpoolState.PROCESSED and outcome.ticket_id is not None:
+                touched = {outcome.ticket_id}
+                queued = queue_alerts(app, session, since, ticket_ids=touched)
+                if outcome.updated_ticket:
+                    queued += queue_ticket_updates(app, session, since, ticket_ids=touched)
                 session.flush()
-                outcome.outbox_ids.extend(item.id for item in updates)
+                outcome.outbox_ids.extend(item.id for item in queued)
     except IntegrityError:
         if session.get(ProcessedMail, key) is None:
             raise

@@ -386,3 +386,39 @@ class OutboxEntry(Base):
     created_at: Mapped[created_at]
     next_attempt_at: Mapped[created_at]
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AlertSubscription(Base):
+    """A user's wish to hear of some events on a queue's tickets (or every
+    queue's), on some channels: email, push (an HTTP POST), tray."""
+
+    __tablename__ = "alert_subscriptions"
+
+    id: Mapped[int_pk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    queue_id: Mapped[int | None] = mapped_column(ForeignKey("queues.id"))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    channels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    push_url: Mapped[str | None] = mapped_column(String(2000))
+    # Key for the HMAC-SHA256 signature of push bodies; shown once at subscribe.
+    push_secret: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[created_at]
+
+    user: Mapped[User] = relationship()
+
+
+class TrayItem(Base):
+    """An alert shown in the user's in-app tray until marked read."""
+
+    __tablename__ = "tray_items"
+    __table_args__ = (UniqueConstraint("subscription_id", "history_id"),)
+
+    id: Mapped[int_pk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("alert_subscriptions.id"))
+    history_id: Mapped[int] = mapped_column(ForeignKey("history.id"))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    event: Mapped[str] = mapped_column(String(50))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[created_at]
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -8,6 +8,7 @@ import sys
 import click
 
 from mailgate.cli.admin import queues, users
+from mailgate.cli.alerts import alerts, tray
 from mailgate.cli.context import CONTEXT_SETTINGS
 from mailgate.cli.lists import fields, rootcauses, stages
 from mailgate.cli.records import outbox, spool, tickets
@@ -43,6 +44,7 @@ def cli(verbose: bool) -> None:
 
 for command in (
     serve, worker, ingest, db, queues, users, tickets, spool, outbox, stages, rootcauses, fields,
+    alerts, tray,
 ):
     cli.add_command(command)
 

@@ -13,6 +13,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailgate.alerts import queue_alerts
 from mailgate.app import App
 from mailgate.cli.context import echo_json, open_app
 from mailgate.updates import last_history_id, queue_ticket_updates
@@ -46,6 +47,7 @@ def acting(username: str) -> Iterator[tuple[Session, ops.Actor]]:
             actor = ops.Actor(user, "cli")
             yield session, actor
             updates = queue_ticket_updates(app, session, since, actor=actor.name)
+            updates += queue_alerts(app, session, since, actor=actor.name)
     except PermissionDenied as error:
         click.echo(f"Error: permission denied: {error}", err=True)
         raise click.exceptions.Exit(EX_NOPERM) from None

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from mailgate.alerts import queue_alerts
 from mailgate.updates import last_history_id, queue_ticket_updates
 from store.directory import find_user_by_api_token
 from store.operations import Actor
@@ -24,7 +25,10 @@ def transaction(request: Request) -> Iterator[Session]:
         since = last_history_id(session)
         yield session
         actor = getattr(request.state, "actor", None)
-        updates = queue_ticket_updates(app, session, since, actor=actor.name) if actor else []
+        updates = []
+        if actor is not None:
+            updates += queue_ticket_updates(app, session, since, actor=actor.name)
+            updates += queue_alerts(app, session, since, actor=actor.name)
     queued = getattr(request.state, "outbox_ids", [])
     app.outbox_committed([*queued, *(item.id for item in updates)])
 
