@@ -15,6 +15,7 @@ from mailgate.outbound.push import PushSender
 
 # The outbox kind of push alerts; every other kind is mail.
 KIND_PUSH = "push"
+VERP_LOCAL_PART = "bounces"
 from store.history import SYSTEM_ACTOR, record_history
 from store.models import OutboxEntry, OutboxState, utcnow
 from store.outbox import lock_outbox_entry
@@ -51,6 +52,20 @@ def _claim(app: App, outbox_id: int) -> OutboxEntry | None:
         return session.get(OutboxEntry, outbox_id)
 
 
+def verp_address(outbox_id: int, domain: str) -> str:
+    """Return the return path of a row, ``bounces+<id>@domain``, so a bounce
+    names the row it is about. Rows with the null return path keep it."""
+    return f"{VERP_LOCAL_PART}+{outbox_id}@{domain}"
+
+
+def verp_outbox_id(address: str, domain: str) -> int | None:
+    local, _, address_domain = address.strip("<>").lower().rpartition("@")
+    base, _, tag = local.partition("+")
+    if base != VERP_LOCAL_PART or address_domain != domain or not tag.isdigit():
+        return None
+    return int(tag)
+
+
 def backoff_seconds(attempts: int, base_seconds: float) -> float:
     """Return the delay before attempt ``attempts + 1``: exponential, capped
     at an hour, with jitter over its upper half so retries spread out."""
@@ -64,7 +79,8 @@ def deliver_outbox_entry(app: App, outbox_id: int) -> DeliveryResult:
         return DeliveryResult(sent=False)
     try:
         sender = PushSender() if entry.kind == KIND_PUSH else app.sender
-        where = sender.send(entry.id, entry.mail_from, entry.rcpt_to, entry.raw)
+        return_path = verp_address(entry.id, app.settings.domain) if entry.mail_from else ""
+        where = sender.send(entry.id, return_path, entry.rcpt_to, entry.raw)
     except TemporaryDeliveryError as error:
         if entry.attempts >= app.settings.outbox_max_attempts:
             _finish(app, entry, OutboxState.DEAD, f"{error} (after {entry.attempts} attempts)")

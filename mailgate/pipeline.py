@@ -17,6 +17,7 @@ from mailgate.app import App, is_served
 from mailgate.alerts import queue_alerts
 from mailgate.automatic import automatic_reason
 from mailgate.bounces import DeliveryReport, read_delivery_report
+from mailgate.delivery import verp_outbox_id
 from mailgate.commands import run_commands, split_commands
 from mailgate.notifications import (
     queue_acknowledgement,
@@ -50,7 +51,7 @@ from store.operations import (
     customer_wrote,
 )
 from store.permissions import PermissionDenied
-from store.models import ProcessedMail, Role, SpoolEntry, SpoolState, Ticket, User
+from store.models import OutboxEntry, ProcessedMail, Role, SpoolEntry, SpoolState, Ticket, User
 from store.spool import finish_spool_entry, lock_spool_entry, mark_failed
 from store.tickets import (
     NewAttachment,
@@ -160,8 +161,10 @@ def _act(
     rcpt_tos: list[str],
 ) -> Outcome:
     report = read_delivery_report(raw)
-    if report is not None:
-        return _delivery_report(app, session, entry, report)
+    bounced_ids = [verp_outbox_id(rcpt, app.settings.domain) for rcpt in rcpt_tos]
+    bounced = [outbox_id for outbox_id in bounced_ids if outbox_id is not None]
+    if report is not None or bounced:
+        return _delivery_report(app, session, entry, report, bounced)
     settings = app.settings
     served = frozenset(queue_addresses(session))
     automatic = automatic_reason(
@@ -263,9 +266,35 @@ def _new_ticket(
 
 
 def _delivery_report(
-    app: App, session: Session, entry: SpoolEntry, report: DeliveryReport
+    app: App,
+    session: Session,
+    entry: SpoolEntry,
+    report: DeliveryReport | None,
+    verp_ids: list[int],
 ) -> Outcome:
-    """Record a bounce of our mail on its ticket, without sending any mail."""
+    """Record a bounce of our mail on its ticket, without sending any mail.
+
+    The row it is about comes from the VERP return path it was sent to, else
+    from the tokens and Message-IDs of the original the report returns.
+    """
+    for outbox_id in verp_ids:
+        row = session.get(OutboxEntry, outbox_id)
+        if row is None:
+            continue
+        failures = report.recipients if report else ()
+        status = ", ".join(f"{item.status} {item.diagnostic}".strip() for item in failures)
+        row.last_error = f"bounced: {status or 'a delivery failure notice without a report'}"
+        if row.ticket_id is not None:
+            record_history(
+                session, row.ticket_id, actor=SYSTEM_ACTOR, channel="email",
+                action="delivery_failed", recipient=row.rcpt_to, outbox_id=row.id,
+                status=failures[0].status if failures else None,
+                diagnostic=failures[0].diagnostic if failures else None, spool_id=entry.id,
+            )
+            return Outcome(SpoolState.PROCESSED, ticket_id=row.ticket_id)
+        return Outcome(SpoolState.PROCESSED)
+    if report is None:
+        return Outcome(SpoolState.IGNORED, reason="bounce address of an unknown outbox row")
     ticket = None
     for candidate in report.tokens:
         try:

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # While a worker sends a row, others leave it alone this long; a worker
     # killed between the relay's 250 and its commit re-sends after it.
     outbox_send_lease_seconds: float = 300.0
+    # Connections one process opens to the relay at the same time.
+    relay_max_connections: int = 4
     # A folder of templates that replace the packaged ones of the same name.
     templates_dir: Path | None = None
     default_queue: str | None = None
@@ -101,7 +103,9 @@ class Settings(BaseSettings):
     # [role_permissions] frontline = ["ticket.create", "ticket.note"]
     role_permissions: dict[str, list[str]] = Field(default_factory=dict)
 
-    @field_validator("max_message_bytes", "smtp_port", "http_port", "worker_threads")
+    @field_validator(
+        "max_message_bytes", "smtp_port", "http_port", "worker_threads", "relay_max_connections"
+    )
     @classmethod
     def _positive(cls, value: int) -> int:
         if value <= 0:

@@ -20,6 +20,7 @@ class RecordingRelay:
     failures: int = 0
     failure_reply: str = "451 4.3.0 Try again later"
     accepted: list[email.message.EmailMessage] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     attempts: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -28,6 +29,7 @@ class RecordingRelay:
             self.attempts += 1
             if self.attempts <= self.failures:
                 return self.failure_reply
+            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self.accepted.append(
                 email.message_from_bytes(envelope.original_content, policy=email.policy.default)
             )

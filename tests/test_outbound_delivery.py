@@ -49,3 +49,32 @@ def test_relay_550_marks_row_dead(tmp_path: Path) -> None:
     assert relay.accepted == []
     assert "550" in row.last_error
     assert [e["action"] for e in ticket["history"]].count("new_ticket_failed") == 1
+
+
+def test_verp_bounce_marks_row(tmp_path: Path) -> None:
+    relay = RecordingRelay()
+    with RelayServer(relay) as server, Gateway.start(
+        home=tmp_path / "verp", smtp_relay=server.url, ack_limit_per_hour=0,
+    ) as desk:
+        desk.add_queue()
+        desk.add_agent("carol", "carol@example.org")
+        desk.send(customer_mail(), "ana@example.com", [SUPPORT])
+        wait_for(lambda: len(relay.accepted) == 1, timeout=30)
+        desk.wait_idle()
+        [row] = desk.outbox_rows()
+        return_path = relay.envelopes[0][0]
+        assert return_path == f"bounces+{row.id}@support.example.org"
+        bounce = (
+            "From: MAILER-DAEMON@mx.example.org\r\nTo: " + return_path + "\r\n"
+            "Subject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\n"
+            "Message-ID: <verp-bounce@mx.example.org>\r\n\r\nThe mail could not be delivered.\r\n"
+        ).encode()
+        desk.send(bounce, "", [return_path])
+        desk.wait_idle()
+        [row] = desk.outbox_rows()
+        ticket_ids = desk.ticket_ids()
+        ticket = desk.ticket(ticket_ids[0])
+    assert row.last_error.startswith("bounced")
+    assert len(ticket_ids) == 1
+    failures = [e for e in ticket["history"] if e["action"] == "delivery_failed"]
+    assert [f["details"]["recipient"] for f in failures] == ["carol@example.org"]

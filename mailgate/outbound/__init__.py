@@ -19,5 +19,5 @@ def make_sender(settings: Settings) -> Sender:
     from mailgate.outbound.relay import RelaySender
 
     if settings.relay:
-        return RelaySender(settings.relay)
+        return RelaySender(settings.relay, settings.relay_max_connections)
     return MaildirSender(settings.outbox_maildir)

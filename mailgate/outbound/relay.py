@@ -6,6 +6,7 @@ import logging
 import smtplib
 import socket
 import ssl
+import threading
 
 from mailgate.errors import PermanentDeliveryError, TemporaryDeliveryError
 from mailgate.settings import RelaySettings
@@ -16,8 +17,9 @@ log = logging.getLogger(__name__)
 class RelaySender:
     """Send through one relay; 4xx and network errors are temporary, 5xx permanent."""
 
-    def __init__(self, relay: RelaySettings) -> None:
+    def __init__(self, relay: RelaySettings, max_connections: int = 4) -> None:
         self.relay = relay
+        self._connections = threading.BoundedSemaphore(max_connections)
 
     def __str__(self) -> str:
         return f"relay {self.relay}"
@@ -38,6 +40,10 @@ class RelaySender:
         return client
 
     def send(self, outbox_id: int, mail_from: str, rcpt_to: str, raw: bytes) -> str:
+        with self._connections:
+            return self._send(mail_from, rcpt_to, raw)
+
+    def _send(self, mail_from: str, rcpt_to: str, raw: bytes) -> str:
         try:
             client = self._connect()
             try:
