@@ -7,16 +7,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from jinja2 import Environment
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.keys import load_signing_keys
 from mailgate.outbound import Sender, make_sender
 from mailgate.outbound.rendering import make_environment
 from mailgate.settings import Settings, SettingsError
-from mailgate.tokens import SigningKey
+from mailgate.tokens import SigningKey, find_token
 from store import migrate
 from store.db import is_sqlite, make_engine, make_sessionmaker
 from store.directory import normalize_address, queue_addresses
@@ -31,6 +33,10 @@ SERVED_ADDRESSES_TTL_SECONDS = 2.0
 
 class SchemaOutOfDate(RuntimeError):
     """Raised when the database schema is older than this code."""
+
+
+class DatabaseMissing(RuntimeError):
+    """Raised when a command that needs an existing database finds none."""
 
 
 @dataclass
@@ -48,12 +54,25 @@ class App:
     _served_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def create(cls, settings: Settings, *, migrate_embedded: bool = True) -> App:
+    def create(
+        cls, settings: Settings, *, migrate_embedded: bool = True, must_exist: bool = False
+    ) -> App:
         """Open the database and check its schema.
 
         SQLite databases are upgraded in place; any other database must be
-        upgraded with ``mailgate db upgrade`` first.
+        upgraded with ``mailgate db upgrade`` first. With ``must_exist`` a
+        missing SQLite file is an error instead of a new, empty database,
+        so a command run from the wrong folder does not spool mail where no
+        server reads it.
         """
+        database = make_url(settings.resolved_database_url)
+        if must_exist and database.get_backend_name() == "sqlite":
+            path = Path(database.database or "")
+            if not path.is_file():
+                raise DatabaseMissing(
+                    f"no mailgate database at {path}; set MAILGATE_HOME (now {settings.home}) "
+                    "or MAILGATE_DATABASE_URL, or create it with 'mailgate db upgrade'"
+                )
         settings.home.mkdir(parents=True, exist_ok=True)
         reset_roles()
         try:
@@ -112,15 +131,19 @@ class App:
 
 
 def is_served(address: str, queue_addresses: frozenset[str] | set[str], domain: str) -> bool:
-    """True for a queue address, the queue address with a ``+tag``, or any
-    ``local+tag`` address at our own ``domain`` (reply addresses)."""
+    """True for a queue address, the queue address with a ``+tag``, or a
+    reply or bounce address at our own ``domain``."""
     address = normalize_address(address)
     local, _, address_domain = address.rpartition("@")
     if not local:
         return False
     if address in queue_addresses:
         return True
-    base, plus, _tag = local.partition("+")
+    base, plus, tag = local.partition("+")
     if plus and f"{base}@{address_domain}" in queue_addresses:
         return True
-    return bool(plus) and address_domain == domain
+    if not plus or address_domain != domain:
+        return False
+    # At our own domain only reply addresses (a token) and bounce addresses
+    # (bounces+<outbox id>) exist.
+    return find_token(tag) is not None or (base == "bounces" and tag.isdigit())

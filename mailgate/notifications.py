@@ -23,6 +23,17 @@ KIND_NEW_TICKET = "new_ticket"
 KIND_ACKNOWLEDGEMENT = "acknowledgement"
 
 
+# A notification quotes at most this much of a mail; the ticket keeps all of it.
+NOTIFICATION_TEXT_CHARS = 20_000
+
+
+def excerpt(text: str, limit: int = NOTIFICATION_TEXT_CHARS) -> str:
+    """Return ``text`` cut to ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n\n[... {len(text) - limit} more characters on the ticket]"
+
+
 def thread_root(session: Session, ticket_id: int, rcpt_to: str) -> str | None:
     """Return the Message-ID of the first mail we sent ``rcpt_to`` about the
     ticket; later mail refers to it, so a mail client shows one thread."""
@@ -65,7 +76,8 @@ def queue_new_ticket_notifications(
         message_id = make_message_id(settings.domain, token)
         rendered = render_mail(
             app.templates, KIND_NEW_TICKET,
-            ticket=ticket, queue=queue, tag=tag, text=text, attachments=attachments, agent=agent,
+            ticket=ticket, queue=queue, tag=tag, text=excerpt(text), attachments=attachments,
+            agent=agent,
         )
         raw = compose_mail(
             rendered,

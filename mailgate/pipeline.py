@@ -8,6 +8,7 @@ twice is harmless: the second run finds it no longer pending.
 from __future__ import annotations
 
 import logging
+from email.utils import getaddresses
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
@@ -63,6 +64,17 @@ from store.tickets import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _NoThread:
+    """Stands in for a mail without threading headers."""
+
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+
+
+EMPTY_THREAD = _NoThread()
 
 
 @dataclass
@@ -172,14 +184,26 @@ def _act(
         own_domain=settings.domain, own_addresses=sorted(served),
     )
     tokens = reply_token_candidates(rcpt_tos, mail)
+    # A token in the envelope recipient means the mail was sent to a reply
+    # address, and a bad one there is rejected. A token only in In-Reply-To
+    # or References may come from anyone in the thread (a customer answering
+    # a forwarded notification), so when it does not fit, the mail is
+    # handled as if it had none.
+    via_envelope = bool(reply_token_candidates(rcpt_tos, EMPTY_THREAD))
     ticket = None
     if tokens:
         token_or_outcome = _verify_tokens(app, session, tokens)
         if isinstance(token_or_outcome, Outcome):
-            return token_or_outcome
-        token, ticket = token_or_outcome
-        if token.user_id != CUSTOMER_USER_ID:
-            return _agent_reply(app, session, entry, mail, token, ticket, automatic)
+            if via_envelope:
+                return token_or_outcome
+            log.info("spool id=%s: ignoring a thread token (%s)", entry.id, token_or_outcome.reason)
+        else:
+            token, ticket = token_or_outcome
+            if token.user_id != CUSTOMER_USER_ID:
+                outcome = _agent_reply(app, session, entry, mail, token, ticket, automatic)
+                if outcome.state != SpoolState.REJECTED or via_envelope:
+                    return outcome
+                log.info("spool id=%s: thread token does not fit (%s)", entry.id, outcome.reason)
     if ticket is None:
         ticket = find_referenced_ticket(session, mail, settings.ticket_tag_prefix)
     sender = normalize_address(mail.from_.email) if mail.from_ else ""
@@ -358,6 +382,11 @@ def _agent_reply(
             reason=f"token names user {token.user_id}, who does not exist",
         )
     sender = normalize_address(mail.from_.email) if mail.from_ and mail.from_.email else ""
+    if len(getaddresses([mail.header("From") or ""])) > 1:
+        return Outcome(
+            SpoolState.REJECTED, ticket_id=ticket.id,
+            reason="From names several addresses, so the sender is not known",
+        )
     if sender != agent.email:
         return Outcome(
             SpoolState.REJECTED, ticket_id=ticket.id,

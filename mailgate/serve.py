@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def run_serve(settings: Settings) -> None:
-    app = App.create(settings)
+    app = App.create(settings)  # serve creates the embedded database on first start
     broker = make_broker(settings)
     actors = declare_actors(app, broker)
     worker = start_worker(broker, settings.worker_threads)

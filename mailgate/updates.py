@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailgate.app import App
-from mailgate.notifications import reply_address, thread_root
+from mailgate.notifications import excerpt, reply_address, thread_root
 from mailgate.outbound.compose import compose_mail, make_message_id
 from mailgate.outbound.rendering import render_mail
 from mailgate.subjects import format_tag
@@ -123,10 +123,14 @@ def _queue_for_ticket(
 
 
 def _interested(ticket: Ticket) -> list:
+    """Return the assignee and watchers; while nobody is assigned, the
+    queue's agents too, so a customer's answer never goes unseen."""
     users = list(ticket.watchers)
-    if ticket.assignee is not None and ticket.assignee not in users:
-        users.insert(0, ticket.assignee)
-    return users
+    if ticket.assignee is not None:
+        if ticket.assignee not in users:
+            users.insert(0, ticket.assignee)
+        return users
+    return users + [agent for agent in ticket.queue.agents if agent not in users]
 
 
 @dataclass(frozen=True)
@@ -140,11 +144,11 @@ def _latest_text(session: Session, entries: list[HistoryEntry]) -> Latest | None
         details = entry.details or {}
         if entry.action == "note_added" and details.get("note_id"):
             note = session.get(Note, details["note_id"])
-            return Latest(f"Note by {note.author.username}", note.body)
+            return Latest(f"Note by {note.author.username}", excerpt(note.body))
         if entry.action in ("message_added", "public_reply_added") and details.get("message_id"):
             message = session.get(Message, details["message_id"])
             if message is not None and not message.automatic:
                 heading = "Answer to the customer" if message.direction == "out" else (
                     f"Message from {message.from_email}")
-                return Latest(heading, message.text)
+                return Latest(heading, excerpt(message.text))
     return None

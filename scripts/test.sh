@@ -30,7 +30,9 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     for _ in $(seq 30); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 1; done
 fi
 
-python3 -m venv .venv
-.venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test]'
-exec .venv/bin/pytest "$@"
+# A virtualenv of its own, so reinstalling for tests never changes the one
+# a running gateway uses.
+python3 -m venv .venv-test
+.venv-test/bin/pip install -q --upgrade pip
+.venv-test/bin/pip install -q -e '.[test]'
+exec .venv-test/bin/pytest "$@"

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.models import OutboxEntry, OutboxState, utcnow
@@ -45,14 +45,25 @@ def lock_outbox_entry(session: Session, outbox_id: int) -> OutboxEntry | None:
 
 
 def count_recent(session: Session, kind: str, rcpt_to: str, since: datetime) -> int:
-    """Count mail of ``kind`` queued for ``rcpt_to`` since ``since``."""
+    """Count mail of ``kind`` queued since ``since`` for ``rcpt_to`` or for
+    the same mailbox with any ``+tag``, which some auto-responders change on
+    every mail."""
+    local, _, domain = rcpt_to.lower().rpartition("@")
+    base = local.partition("+")[0]
     return session.scalar(
         select(func.count(OutboxEntry.id)).where(
             OutboxEntry.kind == kind,
-            OutboxEntry.rcpt_to == rcpt_to,
+            or_(
+                OutboxEntry.rcpt_to == f"{base}@{domain}",
+                OutboxEntry.rcpt_to.like(f"{_escape_like(base)}+%@{_escape_like(domain)}", escape="\\"),
+            ),
             OutboxEntry.created_at >= since,
         )
     ) or 0
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def due_outbox_ids(sessions: sessionmaker[Session], *, limit: int = 1000) -> list[int]:

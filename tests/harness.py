@@ -158,6 +158,9 @@ class Gateway:
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Wait until no spool or outbox row is pending and the broker is empty."""
         deadline = time.monotonic() + timeout
+        # Rows written by other processes (the CLI) reach the workers through
+        # the sweeper in a real gateway; do its work here at once.
+        self._enqueue_pending_outbox()
         while time.monotonic() < deadline:
             if hasattr(self.broker, "join") and not hasattr(self.broker, "client"):
                 self.broker.join(QUEUE_NAME, timeout=int(timeout * 1000))
@@ -166,6 +169,14 @@ class Gateway:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"still pending after {timeout}s: {self.pending_counts()}")
+
+    def _enqueue_pending_outbox(self) -> None:
+        with self.app.sessions() as session:
+            ids = list(session.scalars(select(OutboxEntry.id).where(
+                OutboxEntry.state == OutboxState.PENDING.value, OutboxEntry.attempts == 0
+            )))
+        for outbox_id in ids:
+            self.actors.enqueue_outbox(outbox_id)
 
     def pending_counts(self) -> tuple[int, int]:
         with self.app.sessions() as session:
@@ -202,7 +213,7 @@ class Gateway:
     def delivered(self) -> list[email.message.EmailMessage]:
         """Mail written to the outbox Maildir, oldest first."""
         folder = self.app.settings.outbox_maildir / "new"
-        paths = sorted(folder.glob("mailgate-outbox-*"), key=lambda p: int(p.name.split("-")[2].split(".")[0]))
+        paths = sorted(folder.glob("mailgate-outbox-*"), key=lambda p: int(p.name.split("-")[2]))
         return [
             email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
             for path in paths

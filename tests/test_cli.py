@@ -67,8 +67,8 @@ def test_ingest_from_file(home: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("raw", [b"", b"\n\n", b"no header here, just words\n"])
-def test_ingest_rejects_non_mail(home: Path, raw: bytes) -> None:
+@pytest.mark.parametrize("raw", [b"", b"\n\n", b" \r\n"])
+def test_ingest_rejects_empty_input(home: Path, raw: bytes) -> None:
     result = mailgate(home, "ingest", input=raw)
     assert result.returncode == EX_DATAERR
     assert b"rejected" in result.stderr
@@ -107,3 +107,23 @@ def test_spool_retry_refuses_pending_row(home: Path) -> None:
     result = mailgate(home, "spool", "retry", "1")
     assert result.returncode == 1
     assert b"not failed/rejected" in result.stderr
+
+
+def test_ingest_keeps_unparseable_mail(home: Path) -> None:
+    result = mailgate(home, "ingest", input=b"no header here, just words\n")
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(mailgate(home, "spool", "list", "--json").stdout)
+    assert row["state"] == "pending"
+
+
+def test_ingest_missing_file_is_noinput(home: Path, tmp_path: Path) -> None:
+    result = mailgate(home, "ingest", str(tmp_path / "absent.eml"))
+    assert result.returncode == 66
+    assert b"cannot read" in result.stderr
+
+
+def test_ingest_refuses_missing_database(tmp_path: Path) -> None:
+    result = mailgate(tmp_path / "elsewhere", "ingest", input=customer_mail().as_bytes())
+    assert result.returncode == EX_TEMPFAIL
+    assert b"no mailgate database" in result.stderr
+    assert not (tmp_path / "elsewhere" / "mailgate.db").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -252,3 +253,64 @@ def test_garbage_stays_failed_and_retryable(desk: Gateway) -> None:
 
     assert retry_spool_entry(desk.app.sessions, row.id)
     assert desk.spool_rows()[0].state == SpoolState.PENDING.value
+
+
+def test_empty_data_rejected(desk: Gateway) -> None:
+    with desk.smtp() as client:
+        client.ehlo("client.example.com")
+        client.mail("ana@example.com")
+        client.rcpt(SUPPORT)
+        code, message = client.data(b"\r\n")
+    assert code == 554
+    assert b"message is empty" in message
+    assert desk.spool_rows() == []
+
+
+def test_eight_bit_helo_still_spools(desk: Gateway) -> None:
+    raw = customer_mail().as_bytes().replace(b"\n", b"\r\n")
+    with socket.create_connection(("127.0.0.1", desk.port), timeout=10) as connection:
+        reader = connection.makefile("rb")
+
+        def command(line: bytes) -> bytes:
+            connection.sendall(line + b"\r\n")
+            reply = reader.readline()
+            while reply[3:4] == b"-":
+                reply = reader.readline()
+            return reply
+
+        assert reader.readline().startswith(b"220")
+        assert command(b"EHLO caf\xe9.example.com").startswith(b"250")
+        assert command(b"MAIL FROM:<ana@example.com>").startswith(b"250")
+        assert command(f"RCPT TO:<{SUPPORT}>".encode()).startswith(b"250")
+        assert command(b"DATA").startswith(b"354")
+        assert command(raw + b".").startswith(b"250")
+    desk.wait_idle()
+    assert len(desk.ticket_ids()) == 1
+    assert desk.spool_rows()[0].helo == "caf\ufffd.example.com"
+
+
+def test_made_up_plus_address_rejected(desk: Gateway) -> None:
+    with desk.smtp() as client:
+        client.ehlo("client.example.com")
+        client.mail("ana@example.com")
+        assert client.rcpt("root+x@support.example.org")[0] == 550
+        assert client.rcpt("support+anything@support.example.org")[0] == 250
+        assert client.rcpt("bounces+12@support.example.org")[0] == 250
+
+
+def test_thread_token_from_customer_threads(desk: Gateway) -> None:
+    ticket_id, notification = open_ticket(desk)
+    follow_up = customer_mail(subject="Re: printer", body="Any news?\n",
+                              In_Reply_To=str(notification["Message-ID"]))
+    desk.send(follow_up, "ana@example.com", [SUPPORT])
+    desk.wait_idle()
+    assert desk.ticket_ids() == [ticket_id]
+    assert [m["text"].strip() for m in desk.ticket(ticket_id)["messages"]][-1] == "Any news?"
+
+
+def test_two_from_addresses_rejected(desk: Gateway) -> None:
+    ticket_id, notification = open_ticket(desk)
+    reply = agent_reply(notification, "Sneaky.", AGENT)
+    reply.replace_header("From", f"{AGENT}, mallory@example.com")
+    desk.send(reply, AGENT, [notification["Reply-To"].addresses[0].addr_spec])
+    assert_rejected(desk, ticket_id, "several addresses")

@@ -27,7 +27,7 @@ def queues() -> None:
 @click.option("--exist-ok", is_flag=True, help="Succeed when the queue exists already.")
 def queues_add(name: str, address: str, exist_ok: bool) -> None:
     """Add a queue NAME that takes mail for ADDRESS."""
-    app = open_app()
+    app = open_app(must_exist=False)
     try:
         queue = add_queue(app.sessions, name, address)
     except DirectoryError as error:
@@ -73,7 +73,7 @@ def users_add(
     username: str, email: str, role: str, queue_names: tuple[str, ...], name: str, exist_ok: bool
 ) -> None:
     """Add user USERNAME."""
-    app = open_app()
+    app = open_app(must_exist=False)
     try:
         user = add_user(app.sessions, username, email, Role(role), list(queue_names), name)
     except DirectoryError as error:

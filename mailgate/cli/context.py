@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import click
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
-from mailgate.app import App, SchemaOutOfDate
+from mailgate.app import App, DatabaseMissing, SchemaOutOfDate
 from mailgate.settings import Settings, SettingsError, load_settings
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -21,11 +21,14 @@ def get_settings(**overrides: Any) -> Settings:
         raise click.ClickException(str(error)) from None
 
 
-def open_app(settings: Settings | None = None) -> App:
+def open_app(settings: Settings | None = None, *, must_exist: bool = True) -> App:
+    """Open the app; by default the database must exist already."""
     try:
-        return App.create(settings or get_settings())
-    except (SchemaOutOfDate, SettingsError) as error:
+        return App.create(settings or get_settings(), must_exist=must_exist)
+    except (SchemaOutOfDate, SettingsError, DatabaseMissing) as error:
         raise click.ClickException(str(error)) from None
+    except ArgumentError as error:
+        raise click.ClickException(f"MAILGATE_DATABASE_URL is invalid: {error}") from None
     except OperationalError as error:
         raise click.ClickException(f"database unavailable: {error.orig or error}") from None
 

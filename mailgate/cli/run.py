@@ -12,7 +12,13 @@ import click
 
 from mailgate.cli.context import get_settings, open_app
 from mailgate.errors import MessageRejected, SpoolUnavailable
-from mailgate.listeners.pipe import EX_DATAERR, EX_TEMPFAIL, ingest as ingest_message, read_message
+from mailgate.listeners.pipe import (
+    EX_DATAERR,
+    EX_NOINPUT,
+    EX_TEMPFAIL,
+    read_message,
+)
+from mailgate.listeners.pipe import ingest as ingest_message
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +58,7 @@ def worker(threads: int | None) -> None:
             "mailgate worker needs MAILGATE_REDIS_URL (e.g. redis://127.0.0.1:6379/0); "
             "without Redis, 'mailgate serve' runs the workers in-process"
         )
-    app = open_app(settings)
+    app = open_app(settings, must_exist=False)
     broker = make_broker(settings)
     actors = declare_actors(app, broker)
     running = start_worker(broker, settings.worker_threads)
@@ -94,7 +100,12 @@ def ingest(file: Path | None, sender: str, recipients: tuple[str, ...]) -> None:
         if file is None:
             raw = read_message(sys.stdin.buffer, settings.max_message_bytes)
         else:
-            with file.open("rb") as stream:
+            try:
+                stream = file.open("rb")
+            except OSError as error:
+                click.echo(f"mailgate ingest: cannot read {file}: {error.strerror}", err=True)
+                raise click.exceptions.Exit(EX_NOINPUT) from None
+            with stream:
                 raw = read_message(stream, settings.max_message_bytes)
         spool_id = ingest_message(app, raw, sender, recipients)
     except MessageRejected as error:

@@ -14,7 +14,18 @@ log = logging.getLogger(__name__)
 
 EX_OK = 0
 EX_DATAERR = 65  # the input is not a mail we can ever accept
+EX_NOINPUT = 66  # the named input file cannot be read
 EX_TEMPFAIL = 75  # try again later; nothing was kept
+
+
+def header_problem(raw: bytes) -> str | None:
+    """Return why ``raw`` can never be accepted, or None. Only empty input
+    is refused, by SMTP and ingest alike: anything else, however broken, is
+    spooled, and a mail that cannot be parsed stays there as failed with
+    its error, where ``mailgate spool`` shows it."""
+    if not raw.strip():
+        return "message is empty"
+    return None
 
 
 def read_message(stream: BinaryIO, max_bytes: int) -> bytes:
@@ -23,14 +34,12 @@ def read_message(stream: BinaryIO, max_bytes: int) -> bytes:
     raw = stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise MessageRejected(f"message exceeds the size limit of {max_bytes} bytes")
-    if not raw.strip():
-        raise MessageRejected("message is empty")
     # Postfix's pipe transport may prepend an mbox "From " line.
     if raw.startswith(b"From "):
         raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
-    first_line = raw.split(b"\n", 1)[0]
-    if b":" not in first_line:
-        raise MessageRejected("input does not start with a header field")
+    problem = header_problem(raw)
+    if problem:
+        raise MessageRejected(problem)
     return raw
 
 

@@ -16,6 +16,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailgate.app import App
 from mailgate.listeners import replies
+from mailgate.listeners.pipe import header_problem
 from store.spool import Envelope as SpoolEnvelope
 from store.spool import spool_message
 
@@ -70,12 +71,16 @@ class SpoolHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
+        problem = header_problem(raw)
+        if problem:
+            log.info("DATA rejected peer=%s size=%d: %s", session.peer, len(raw), problem)
+            return replies.NOT_A_MESSAGE.format(problem=problem)
         spool_envelope = SpoolEnvelope(
-            mail_from=envelope.mail_from or "",
-            rcpt_tos=tuple(envelope.rcpt_tos),
+            mail_from=_printable(envelope.mail_from or ""),
+            rcpt_tos=tuple(_printable(rcpt) for rcpt in envelope.rcpt_tos),
             source="smtp",
             peer=_peer(session.peer),
-            helo=session.host_name,
+            helo=_printable(session.host_name or "") or None,
         )
         loop = asyncio.get_running_loop()
         try:
@@ -87,6 +92,12 @@ class SpoolHandler:
             return replies.SPOOL_UNAVAILABLE
         self.on_spooled(spool_id)
         return replies.QUEUED.format(spool_id=spool_id)
+
+
+def _printable(text: str) -> str:
+    """Return ``text`` safe to store: undecodable bytes (kept by aiosmtpd as
+    surrogates, e.g. from an 8-bit EHLO name) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _peer(peer: Any) -> str | None:

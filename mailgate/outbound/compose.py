@@ -12,6 +12,12 @@ from mailgate.outbound.rendering import RenderedMail
 from store.models import utcnow
 
 
+# RFC 5322 allows lines of 998 characters. With the default of 78 the email
+# package turns a long Message-ID in In-Reply-To into an encoded word, which
+# breaks threading.
+OUTBOUND_POLICY = SMTP.clone(max_line_length=998)
+
+
 def make_message_id(domain: str, tail: str = "") -> str:
     """Return a new Message-ID (without angle brackets) that we recognise as ours."""
     local = OWN_MESSAGE_ID_PREFIX + secrets.token_hex(8)
@@ -35,7 +41,7 @@ def compose_mail(
 ) -> bytes:
     """Return a multipart/alternative mail; ``auto_submitted`` marks mail
     that no person wrote (RFC 3834), None a person's answer."""
-    message = EmailMessage(policy=SMTP)
+    message = EmailMessage(policy=OUTBOUND_POLICY)
     message["From"] = formataddr(from_address)
     message["To"] = formataddr(to_address)
     message["Subject"] = rendered.subject

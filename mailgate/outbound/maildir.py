@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -13,8 +14,9 @@ log = logging.getLogger(__name__)
 class MaildirSender:
     """Write each outbox row to ``<path>/new`` exactly once.
 
-    The file name comes from the outbox id, so sending the same row twice
-    (Dramatiq delivers at least once) leaves one file.
+    The file name comes from the outbox id and a hash of the mail, so
+    sending the same row twice (Dramatiq delivers at least once) leaves one
+    file.
     """
 
     def __init__(self, path: Path) -> None:
@@ -26,7 +28,10 @@ class MaildirSender:
         return f"maildir {self.path}"
 
     def send(self, outbox_id: int, mail_from: str, rcpt_to: str, raw: bytes) -> str:
-        name = f"mailgate-outbox-{outbox_id}.{socket.gethostname()}"
+        # The hash of the mail keeps names apart when a new database reuses
+        # outbox ids in the same Maildir.
+        digest = hashlib.sha256(raw).hexdigest()[:16]
+        name = f"mailgate-outbox-{outbox_id}-{digest}.{socket.gethostname()}"
         final = self.path / "new" / name
         if final.exists():
             return f"already in {final}"
