@@ -24,6 +24,7 @@ from mailgate.notifications import (
     queue_public_reply,
 )
 from mailgate.parsing import ParsedMail, ParseError, parse_message
+from mailgate.rules.processing import FOLLOW_UP, NEW, apply_routing, record_drop, route
 from mailgate.routing import (
     choose_queue,
     dedupe_key,
@@ -157,8 +158,15 @@ def _act(
         ticket = find_referenced_ticket(session, mail, settings.ticket_tag_prefix)
     sender = normalize_address(mail.from_.email) if mail.from_ else ""
     if ticket is not None and sender and is_participant(session, ticket, sender):
+        routing = route(session, mail, rcpt_tos=rcpt_tos, size=entry.size,
+                        automatic=automatic, scope=FOLLOW_UP)
+        if routing.dropped_by:
+            record_drop(session, entry.id, routing)
+            return Outcome(SpoolState.IGNORED, ticket_id=ticket.id,
+                           reason=f"dropped by rule {routing.dropped_by!r}")
         message = _new_message(entry, mail, automatic=bool(automatic), trim=True)
         customer_wrote(session, ticket, message)
+        apply_routing(session, entry.id, ticket, routing)
         # TODO: send "Ticket Updated" to the assignee and watchers.
         return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id)
     if ticket is not None and automatic:
@@ -212,6 +220,11 @@ def _new_ticket(
     automatic: str | None,
     served: frozenset[str],
 ) -> Outcome:
+    routing = route(session, mail, rcpt_tos=rcpt_tos, size=entry.size,
+                    automatic=automatic, scope=NEW)
+    if routing.dropped_by:
+        record_drop(session, entry.id, routing)
+        return Outcome(SpoolState.IGNORED, reason=f"dropped by rule {routing.dropped_by!r}")
     queue = choose_queue(session, rcpt_tos, mail, app.settings.default_queue)
     if queue is None:
         return Outcome(
@@ -225,10 +238,15 @@ def _new_ticket(
     ]
     message = _new_message(entry, mail, automatic=bool(automatic))
     ticket = create_ticket(session, queue, message, participants=participants)
+    # The rules may move the ticket, so its queue's agents are told.
+    apply_routing(session, entry.id, ticket, routing)
+    queue = ticket.queue
     stored = ticket.messages[-1].attachments if ticket.messages else []
     outbox = queue_new_ticket_notifications(app, session, ticket, queue, mail.text, stored)
     if automatic:
         log.info("ticket=%s gets no acknowledgement: automatic mail (%s)", ticket.id, automatic)
+    elif not routing.acknowledge:
+        log.info("ticket=%s gets no acknowledgement: a routing rule says so", ticket.id)
     elif ticket.requester_email:
         acknowledgement = queue_acknowledgement(app, session, ticket, queue, mail.message_id)
         if acknowledgement is not None:
