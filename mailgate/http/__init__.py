@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mailgate.app import App
-from mailgate.http import health, tickets
+from mailgate.http import health, rules, tickets
 from store.operations import OperationError
 from store.permissions import PermissionDenied
 
@@ -21,6 +21,7 @@ def create_http_app(app: App) -> FastAPI:
     http.state.mailgate = app
     http.include_router(health.router)
     http.include_router(tickets.router)
+    http.include_router(rules.router)
 
     @http.exception_handler(PermissionDenied)
     def permission_denied(request: Request, error: PermissionDenied) -> JSONResponse:

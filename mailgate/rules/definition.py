@@ -199,10 +199,10 @@ class _RuleChecker:
         self.problems.append(RuleProblem(self.label, field_name, message))
 
     def rule(self, data: Mapping[str, Any]) -> Rule:
-        self._unknown_keys(data, RULE_KEYS, "")
         name = self._name(data.get("name"))
         if name:
             self.label = name
+        self._unknown_keys(data, RULE_KEYS, "")
         conditions = data.get("conditions") or []
         if not isinstance(conditions, list):
             self.problem("conditions", "must be a list of conditions")
