@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,10 +143,14 @@ def normalize_text(value: str) -> str:
     return unicodedata.normalize("NFC", value)
 
 
-def parse_rule_set(items: Any) -> list[Rule]:
+def parse_rule_set(
+    items: Any, *, check: Callable[[Rule], list[RuleProblem]] | None = None
+) -> list[Rule]:
     """Validate a list of rule mappings as one rule set.
 
-    Every rule is checked, and names must be unique.
+    Every rule is checked, and names must be unique. ``check`` adds the
+    problems of each well-formed rule that this module cannot see, such
+    as a queue that does not exist.
 
     Raises:
         InvalidRules: with every problem found, each naming its rule and field.
@@ -162,6 +166,8 @@ def parse_rule_set(items: Any) -> list[Rule]:
             continue
         if rule.name.casefold() in seen:
             problems.append(RuleProblem(rule.name, "name", "another rule has this name"))
+        if check is not None:
+            problems.extend(check(rule))
         seen.add(rule.name.casefold())
         rules.append(rule)
     if problems:

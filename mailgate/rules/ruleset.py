@@ -83,11 +83,7 @@ def validate_rule(session: Session, data: Any, *, position: int | None = None) -
 def validate_rule_set(session: Session, items: Any) -> list[Rule]:
     """Validate a whole rule list, references included; raise InvalidRules
     with every problem of every rule."""
-    rules = parse_rule_set(items)
-    problems = [problem for rule in rules for problem in check_references(session, rule)]
-    if problems:
-        raise InvalidRules(problems)
-    return rules
+    return parse_rule_set(items, check=lambda rule: check_references(session, rule))
 
 
 # -- loading for processing ----------------------------------------------------
