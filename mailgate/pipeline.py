@@ -238,7 +238,7 @@ def _new_ticket(
     ]
     message = _new_message(entry, mail, automatic=bool(automatic))
     ticket = create_ticket(session, queue, message, participants=participants)
-    # The rules may move the ticket, so its queue's agents are told.
+    # Before the notifications, because a rule may move the ticket to another queue.
     apply_routing(session, entry.id, ticket, routing)
     queue = ticket.queue
     stored = ticket.messages[-1].attachments if ticket.messages else []
@@ -246,7 +246,7 @@ def _new_ticket(
     if automatic:
         log.info("ticket=%s gets no acknowledgement: automatic mail (%s)", ticket.id, automatic)
     elif not routing.acknowledge:
-        log.info("ticket=%s gets no acknowledgement: a routing rule says so", ticket.id)
+        log.info("ticket=%s gets no acknowledgement: a routing rule suppresses it", ticket.id)
     elif ticket.requester_email:
         acknowledgement = queue_acknowledgement(app, session, ticket, queue, mail.message_id)
         if acknowledgement is not None:

@@ -92,8 +92,11 @@ def expected_routing(spec: dict, proposed: bool) -> tuple[str, set[str]]:
         tags.add("vip")
     if billing:
         tags.add("invoice")
-    queue = "Billing" if billing else ("Sales" if spec["rcpt"] == SALES else "Support")
-    return queue, tags
+    if billing:
+        return "Billing", tags
+    if spec["rcpt"] == SALES:
+        return "Sales", tags
+    return "Support", tags
 
 
 def admin_actor(session) -> Actor:

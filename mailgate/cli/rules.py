@@ -305,7 +305,10 @@ def rules_history(limit: int, username: str, as_json: bool) -> None:
         echo_json(rows)
         return
     for row in rows:
-        click.echo(f"{row['at']}  {row['actor']:<24} {row['channel']:<4} {row['action']:<8} {row['rule']}")
+        click.echo(
+            f"{row['at']}  {row['actor']:<24} {row['channel']:<4} {row['action']:<8} "
+            f"{row['rule']}"
+        )
 
 
 def _history_row(entry: stored.RuleHistoryEntry) -> dict[str, Any]:
@@ -386,7 +389,8 @@ def _print_preview(name: str, preview: Preview) -> None:
     tags = [f"{tag} (rule {placed['tag:' + tag]!r})" for tag in fields["tags"]]
     click.echo(f"  tags: {', '.join(tags) or '-'}")
     for field_name, value in fields["custom_fields"].items():
-        click.echo(f"  custom field {field_name}: {_show(value)} (rule {placed['custom:' + field_name]!r})")
+        rule = placed["custom:" + field_name]
+        click.echo(f"  custom field {field_name}: {_show(value)} (rule {rule!r})")
     click.echo(f"  acknowledgement: {_acknowledgement(preview)}")
     if fields["drop"]:
         click.echo(f"  dropped: no ticket (rule {placed['drop']!r})")
@@ -411,7 +415,8 @@ def _show(value: Any) -> str:
 
 
 @rules.command("replay")
-@click.option("--since", required=True, help="Age of the oldest mail: 30m, 12h, 7d, 2w, or a date.")
+@click.option("--since", required=True,
+              help="Age of the oldest mail: 30m, 12h, 7d, 2w, or a date.")
 @click.option("--rules", "rules_path", help="The proposed rule file; default: the rules in force.")
 @click.option("--limit", default=100_000, show_default=True, help="Mails to replay at most.")
 @AS_OPTION
@@ -446,7 +451,8 @@ def _print_replay(report: ReplayReport) -> None:
             first = False
     skipped = ", ".join(f"{count} {reason}" for reason, count in report.skipped.items())
     click.echo(
-        f"{report.examined} mails since {report.since:%Y-%m-%d %H:%M} examined; "
+        f"{report.examined} mail{'' if report.examined == 1 else 's'} "
+        f"since {report.since:%Y-%m-%d %H:%M} examined; "
         f"{len(report.changes)} would be routed differently"
         + (f"; skipped: {skipped}" if skipped else "")
         + ("; more mail than --limit was left out" if report.truncated else "")

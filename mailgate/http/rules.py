@@ -1,8 +1,8 @@
 """Routing rule endpoints, for admins only (permission admin.rules).
 
 Rules use the rule file's shape as JSON. An invalid rule, or a rule set
-with one, is answered 422 with every problem naming its rule and field,
-and changes nothing.
+with one, changes nothing and gets status 422 with every problem, each
+naming its rule and field.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _rule_set(session: Session, items: list[dict[str, Any]] | None) -> RuleSet:
 @router.get("")
 def list_rules(actor: ops.Actor = Depends(admin_actor),
                session: Session = Depends(transaction)) -> dict[str, Any]:
-    """The rules in the order they run."""
+    """Return the rules in the order they run."""
     return {"rules": [_row(rule) for rule in stored.list_rules(session)]}
 
 
@@ -157,7 +157,7 @@ def test_mail(body: RuleTestRequest, request: Request, actor: ops.Actor = Depend
 @router.post("/replay")
 def replay_rules(body: ReplayRequest, request: Request, actor: ops.Actor = Depends(admin_actor),
                  session: Session = Depends(transaction)) -> dict[str, Any]:
-    """Which spooled mails the proposed rules would route differently."""
+    """Report which spooled mails the proposed rules would route differently."""
     try:
         since = parse_since(body.since)
     except ValueError as error:

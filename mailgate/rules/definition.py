@@ -109,7 +109,7 @@ class Condition:
 
 @dataclass(frozen=True)
 class Actions:
-    """What a matching rule sets on the ticket; None means "leave it"."""
+    """The changes a matching rule makes to the ticket; None leaves a field as it is."""
 
     queue: str | None = None
     stage: str | None = None
@@ -346,7 +346,9 @@ class _RuleChecker:
             drop=self._flag(data, "drop", False, "actions."),
         )
         if actions.drop and any(key not in ("drop", "acknowledge") for key in data):
-            self.problem("actions.drop", "a dropped mail makes no ticket; remove the other actions")
+            self.problem(
+                "actions.drop", "a dropped mail makes no ticket; remove the other actions"
+            )
         return actions
 
     def _text(self, data: Mapping[str, Any], key: str) -> str | None:
@@ -365,7 +367,8 @@ class _RuleChecker:
             if len(tag) > MAX_TAG_CHARS or any(char.isspace() for char in tag):
                 self.problem(
                     "actions.tags",
-                    f"invalid tag {tag!r}; tags are single words of at most {MAX_TAG_CHARS} characters",
+                    f"invalid tag {tag!r}; tags are single words "
+                    f"of at most {MAX_TAG_CHARS} characters",
                 )
                 continue
             tags.append(tag)
@@ -387,7 +390,9 @@ class _RuleChecker:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            self.problem("actions.escalation_level", f"must be a whole number 0 or more, not {value!r}")
+            self.problem(
+                "actions.escalation_level", f"must be a whole number 0 or more, not {value!r}"
+            )
             return None
         return value
 

@@ -51,7 +51,7 @@ VERBS = {
 Test = Callable[[FieldValues], "int | None"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ConditionTrace:
     condition: Condition
     matched: bool
@@ -147,7 +147,9 @@ class RoutingResult:
             data[name] = list(value) if name == "root_causes" else value
         data["root_causes"] = data["root_causes"] or []
         data["tags"] = sorted(self.tags)
-        data["custom_fields"] = {name: value for name, (value, _rule) in self.custom_fields.items()}
+        data["custom_fields"] = {
+            name: value for name, (value, _rule) in self.custom_fields.items()
+        }
         data["acknowledge"] = self.acknowledge
         data["drop"] = self.dropped
         placed = {name: rule for name, (_value, rule) in self.fields.items()}
@@ -195,22 +197,26 @@ class CompiledRule:
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
-        self.tests: list[tuple[Condition, Test]] = [
-            (condition, _compile_test(condition)) for condition in rule.conditions
+        self.match_all = rule.match == "all"
+        self.tests: list[tuple[Condition, str, bool, Test]] = [
+            (condition, condition.field.lower(), condition.negated, _compile_test(condition))
+            for condition in rule.conditions
         ]
 
     def check(self, facts: MailFacts) -> tuple[bool, tuple[ConditionTrace, ...]]:
         """Evaluate every condition (for the trace); return the rule's verdict."""
-        traces = []
-        for condition, test in self.tests:
-            values = facts.field(condition.field)
-            hit = test(values)
-            traces.append(ConditionTrace(condition, (hit is None) == condition.negated, values, hit))
-        if not traces:
+        if not self.tests:
             return True, ()
-        verdicts = [trace.matched for trace in traces]
-        matched = all(verdicts) if self.rule.match == "all" else any(verdicts)
-        return matched, tuple(traces)
+        traces = []
+        matches = 0
+        for condition, field_key, negated, test in self.tests:
+            values = facts.field(field_key)
+            hit = test(values)
+            matched = (hit is None) == negated
+            matches += matched
+            traces.append(ConditionTrace(condition, matched, values, hit))
+        verdict = matches == len(traces) if self.match_all else matches > 0
+        return verdict, tuple(traces)
 
 
 class RuleSet:
@@ -264,14 +270,16 @@ def _apply_actions(rule: Rule, result: RoutingResult) -> tuple[ActionTrace, ...]
         traces.append(ActionTrace(name, value, True))
     for tag in actions.tags:
         if tag in result.tags:
-            traces.append(ActionTrace("tag", tag, False, f"added already by rule {result.tags[tag]!r}"))
+            note = f"added already by rule {result.tags[tag]!r}"
+            traces.append(ActionTrace("tag", tag, False, note))
             continue
         result.tags[tag] = rule.name
         traces.append(ActionTrace("tag", tag, True))
     for name, value in actions.custom_fields:
         if name in result.custom_fields:
             earlier = result.custom_fields[name][1]
-            traces.append(ActionTrace(f"custom:{name}", value, False, f"set already by rule {earlier!r}"))
+            note = f"set already by rule {earlier!r}"
+            traces.append(ActionTrace(f"custom:{name}", value, False, note))
             continue
         result.custom_fields[name] = (value, rule.name)
         traces.append(ActionTrace(f"custom:{name}", value, True))
@@ -291,10 +299,15 @@ def _compile_test(condition: Condition) -> Test:
         return _size_test(base, int(condition.value or 0))
     needle = normalize_text(str(condition.value))
     if base == "matches":
-        pattern = compile_pattern(needle, case_sensitive=condition.case_sensitive)
-        return lambda values: _first(
-            index for index, data in enumerate(values.encoded) if pattern.search(data)
-        )
+        search = compile_pattern(needle, case_sensitive=condition.case_sensitive).search
+
+        def test_pattern(values: FieldValues) -> int | None:
+            for index, data in enumerate(values.encoded):
+                if search(data):
+                    return index
+            return None
+
+        return test_pattern
     case_sensitive = condition.case_sensitive
     if not case_sensitive:
         needle = needle.casefold()
@@ -306,8 +319,10 @@ def _compile_test(condition: Condition) -> Test:
     }[base]
 
     def test(values: FieldValues) -> int | None:
-        texts = values.values if case_sensitive else values.folded
-        return _first(index for index, text in enumerate(texts) if compare(text))
+        for index, text in enumerate(values.values if case_sensitive else values.folded):
+            if compare(text):
+                return index
+        return None
 
     return test
 
@@ -319,10 +334,6 @@ def _size_test(base: str, limit: int) -> Test:
         "less-than": lambda size: size < limit,
     }[base]
     return lambda values: 0 if values.present and compare(int(values.values[0])) else None
-
-
-def _first(indexes: Iterable[int]) -> int | None:
-    return next(iter(indexes), None)
 
 
 def _quote(value: Any) -> str:

@@ -14,7 +14,7 @@ class FieldValues:
     """The values of one condition field in one mail.
 
     ``present`` is False when the mail lacks the field (no such header, no
-    Cc addresses, not automatic). ``folded`` holds the values case-folded
+    Cc addresses, not automatic). ``folded`` contains the values case-folded
     and ``encoded`` the values as UTF-8, which RE2 searches without
     converting them again for every pattern.
     """
@@ -48,11 +48,10 @@ class MailFacts:
         self._cache: dict[str, FieldValues] = {}
 
     def field(self, name: str) -> FieldValues:
-        """Return the values of condition field ``name``."""
-        key = name.lower()
-        found = self._cache.get(key)
+        """Return the values of condition field ``name`` (any case)."""
+        found = self._cache.get(name)
         if found is None:
-            found = self._cache[key] = self._read(key)
+            found = self._cache[name] = self._read(name.lower())
         return found
 
     def _read(self, name: str) -> FieldValues:

@@ -70,7 +70,7 @@ def apply_routing(session: Session, spool_id: int, ticket: Ticket, routing: Rout
     (``rule:<name>``) in the history, and record the decision.
 
     A rule whose change the store rejects (a queue or user since removed,
-    say) changes nothing; the ticket's history and the log say why.
+    say) changes nothing; a history row and a log line record why.
     """
     result = routing.evaluation.result
     for rule_name, changes in result.changes_by_rule().items():
@@ -109,7 +109,7 @@ class Preview:
     """What processing would do with a mail under a given rule set.
 
     ``scope`` is None when processing would not route the mail at all
-    (``skipped`` says why); ``fields`` are then empty.
+    (``skipped`` gives the reason); ``fields`` are then empty.
     """
 
     scope: str | None

@@ -58,7 +58,8 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise ValueError(
-            f"invalid --since {value!r}; use an age such as 7d, 12h or 2w, or a date like 2026-03-01"
+            f"invalid --since {value!r}; use an age such as 7d, 12h or 2w, "
+            "or a date like 2026-03-01"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
@@ -141,7 +142,8 @@ def replay(
             select(SpoolEntry).where(SpoolEntry.id.in_(batch)).order_by(SpoolEntry.id)
         ))
         for entry in entries:
-            _replay_one(session, settings, entry, decisions.get(entry.id), in_force, proposed, report)
+            decision = decisions.get(entry.id)
+            _replay_one(session, settings, entry, decision, in_force, proposed, report)
         # Raw mail is large: let each batch go before loading the next.
         for item in (*entries, *decisions.values()):
             session.expunge(item)

@@ -62,10 +62,12 @@ def load_rules_text(text: str, *, source: str = "(file)") -> list[Any]:
     """
     data = _load(text, source)
     if not isinstance(data, Mapping) or not isinstance(data.get("rules"), list):
-        raise InvalidRules([RuleProblem(source, "rules", "the file must be a mapping with a 'rules' list")])
+        message = "the file must be a mapping with a 'rules' list"
+        raise InvalidRules([RuleProblem(source, "rules", message)])
     extra = set(data) - {"rules"}
     if extra:
-        raise InvalidRules([RuleProblem(source, ", ".join(sorted(extra)), "unknown key; only 'rules' is allowed")])
+        message = "unknown key; only 'rules' is allowed"
+        raise InvalidRules([RuleProblem(source, ", ".join(sorted(extra)), message)])
     return data["rules"]
 
 
