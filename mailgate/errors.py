@@ -8,7 +8,8 @@
     │   └── TemporaryDeliveryError  a relay answered 4xx, timed out or refused us
     └── PermanentError          retrying cannot help
         ├── MessageRejected         a mail we can never accept (ingest exit 65)
-        └── PermanentDeliveryError  a relay answered 5xx
+        ├── PermanentDeliveryError  a relay answered 5xx
+        └── InvalidRules            a routing rule or rule file failed validation
 """
 
 
@@ -38,3 +39,14 @@ class PermanentDeliveryError(PermanentError):
 
 class MessageRejected(PermanentError):
     """Raised for input that is not a mail we can accept, e.g. empty or too large."""
+
+
+class InvalidRules(PermanentError):
+    """Raised when routing rules fail validation; nothing was saved.
+
+    ``problems`` lists every problem found, each naming its rule and field.
+    """
+
+    def __init__(self, problems: list) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(str(problem) for problem in self.problems))

@@ -27,6 +27,7 @@ from mailgate.notifications import (
     queue_public_reply,
 )
 from mailgate.parsing import ParsedMail, ParseError, parse_message
+from mailgate.rules.processing import FOLLOW_UP, NEW, apply_routing, record_drop, route
 from mailgate.routing import (
     choose_queue,
     dedupe_key,
@@ -208,8 +209,15 @@ def _act(
         ticket = find_referenced_ticket(session, mail, settings.ticket_tag_prefix)
     sender = normalize_address(mail.from_.email) if mail.from_ else ""
     if ticket is not None and sender and is_participant(session, ticket, sender):
+        routing = route(session, mail, rcpt_tos=rcpt_tos, size=entry.size,
+                        automatic=automatic, scope=FOLLOW_UP)
+        if routing.dropped_by:
+            record_drop(session, entry.id, routing)
+            return Outcome(SpoolState.IGNORED, ticket_id=ticket.id,
+                           reason=f"dropped by rule {routing.dropped_by!r}")
         message = _new_message(entry, mail, automatic=bool(automatic), trim=True)
         customer_wrote(session, ticket, message)
+        apply_routing(session, entry.id, ticket, routing)
         return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id, updated_ticket=not automatic)
     if ticket is not None and automatic:
         return Outcome(
@@ -262,6 +270,11 @@ def _new_ticket(
     automatic: str | None,
     served: frozenset[str],
 ) -> Outcome:
+    routing = route(session, mail, rcpt_tos=rcpt_tos, size=entry.size,
+                    automatic=automatic, scope=NEW)
+    if routing.dropped_by:
+        record_drop(session, entry.id, routing)
+        return Outcome(SpoolState.IGNORED, reason=f"dropped by rule {routing.dropped_by!r}")
     queue = choose_queue(session, rcpt_tos, mail, app.settings.default_queue)
     if queue is None:
         return Outcome(
@@ -275,10 +288,15 @@ def _new_ticket(
     ]
     message = _new_message(entry, mail, automatic=bool(automatic))
     ticket = create_ticket(session, queue, message, participants=participants)
+    # Before the notifications, because a rule may move the ticket to another queue.
+    apply_routing(session, entry.id, ticket, routing)
+    queue = ticket.queue
     stored = ticket.messages[-1].attachments if ticket.messages else []
     outbox = queue_new_ticket_notifications(app, session, ticket, queue, mail.text, stored)
     if automatic:
         log.info("ticket=%s gets no acknowledgement: automatic mail (%s)", ticket.id, automatic)
+    elif not routing.acknowledge:
+        log.info("ticket=%s gets no acknowledgement: a routing rule suppresses it", ticket.id)
     elif ticket.requester_email:
         acknowledgement = queue_acknowledgement(app, session, ticket, queue, mail.message_id)
         if acknowledgement is not None:

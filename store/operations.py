@@ -62,6 +62,21 @@ class Actor:
         perm.require(self.user.username, self.user.role, permission)
 
 
+@dataclass(frozen=True)
+class SystemActor:
+    """A change the system makes on an admin's standing instruction, such as
+    a routing rule. It passes no permission check, because the admin's
+    permission was checked when the instruction was saved."""
+
+    name: str  # as history writes it, e.g. "rule:outlook to billing"
+    channel: str
+
+
+def rule_actor(rule_name: str) -> SystemActor:
+    """Return the actor of changes that routing rule ``rule_name`` makes."""
+    return SystemActor(f"rule:{rule_name}", "email")
+
+
 def check_scope(actor: Actor, ticket: Ticket) -> None:
     """Raise PermissionDenied when the ticket's queue is not one of the actor's."""
     if perm.has_permission(actor.user.role, perm.TICKET_ALL_QUEUES):
@@ -81,11 +96,15 @@ def get_ticket(session: Session, actor: Actor, ticket_id: int) -> Ticket:
     return ticket
 
 
-def _history(session: Session, actor: Actor, ticket: Ticket, action: str, **values: Any) -> None:
+def _history(
+    session: Session, actor: Actor | SystemActor, ticket: Ticket, action: str, **values: Any
+) -> None:
     record_history(session, ticket.id, actor=actor.name, channel=actor.channel, action=action, **values)
 
 
-def _changed(session: Session, actor: Actor, ticket: Ticket, name: str, old: Any, new: Any) -> None:
+def _changed(
+    session: Session, actor: Actor | SystemActor, ticket: Ticket, name: str, old: Any, new: Any
+) -> None:
     _history(
         session, actor, ticket, "field_changed", field=name,
         old_value=_text(old), new_value=_text(new),
@@ -245,6 +264,20 @@ def update_ticket(session: Session, actor: Actor, ticket: Ticket, **changes: Any
     """
     actor.require(perm.TICKET_UPDATE)
     check_scope(actor, ticket)
+    return _apply_changes(session, actor, ticket, changes)
+
+
+def update_ticket_as_system(
+    session: Session, actor: SystemActor, ticket: Ticket, **changes: Any
+) -> list[str]:
+    """Apply ``changes`` like update_ticket, without a user's permission
+    check; the history rows name ``actor`` (e.g. ``rule_actor(name)``)."""
+    return _apply_changes(session, actor, ticket, changes)
+
+
+def _apply_changes(
+    session: Session, actor: Actor | SystemActor, ticket: Ticket, changes: dict[str, Any]
+) -> list[str]:
     unknown = set(changes) - set(UPDATABLE_FIELDS)
     if unknown:
         raise OperationError(f"unknown fields {sorted(unknown)}; fields are {', '.join(UPDATABLE_FIELDS)}")
@@ -262,7 +295,7 @@ def update_ticket(session: Session, actor: Actor, ticket: Ticket, **changes: Any
 
 
 def _plan_changes(
-    session: Session, actor: Actor, ticket: Ticket, changes: dict[str, Any]
+    session: Session, actor: Actor | SystemActor, ticket: Ticket, changes: dict[str, Any]
 ) -> dict[str, tuple[Any, Any, Any]]:
     plan: dict[str, tuple[Any, Any, Any]] = {}
     current_tags = sorted(tag.tag for tag in ticket.tags)
@@ -277,11 +310,8 @@ def _plan_changes(
             plan["queue"] = (ticket.queue.name, queue.name, lambda q=queue: setattr(ticket, "queue", q))
         elif key == "stage":
             stage = find_stage(session, value)
-            if stage.is_closed and not perm.has_permission(actor.user.role, perm.TICKET_CLOSE):
-                raise perm.PermissionDenied(actor.user.username, perm.TICKET_CLOSE,
-                                            f"stage {stage.name} closes the ticket")
-            if _is_closed(session, ticket) and not stage.is_closed:
-                actor.require(perm.TICKET_REOPEN)
+            if isinstance(actor, Actor):
+                _check_stage_permission(session, actor, ticket, stage)
             plan["stage"] = (ticket.stage, stage.name, lambda s=stage: _set_stage(ticket, s))
         elif key == "tags":
             new_tags = {_tag(tag) for tag in value}
@@ -316,6 +346,14 @@ def _plan_changes(
         ordered = sorted(new_tags)
         plan["tags"] = (current_tags, ordered, lambda t=ordered: _set_tags(ticket, t))
     return plan
+
+
+def _check_stage_permission(session: Session, actor: Actor, ticket: Ticket, stage: Stage) -> None:
+    if stage.is_closed and not perm.has_permission(actor.user.role, perm.TICKET_CLOSE):
+        raise perm.PermissionDenied(actor.user.username, perm.TICKET_CLOSE,
+                                    f"stage {stage.name} closes the ticket")
+    if _is_closed(session, ticket) and not stage.is_closed:
+        actor.require(perm.TICKET_REOPEN)
 
 
 def _plan_custom_fields(session: Session, ticket: Ticket, values: dict[str, Any]) -> dict[str, tuple]:

@@ -12,6 +12,7 @@ from mailgate.cli.alerts import alerts, tray
 from mailgate.cli.context import CONTEXT_SETTINGS
 from mailgate.cli.lists import fields, rootcauses, stages
 from mailgate.cli.records import outbox, spool, tickets
+from mailgate.cli.rules import rules
 from mailgate.cli.run import db, ingest, serve, worker
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -44,7 +45,7 @@ def cli(verbose: bool) -> None:
 
 for command in (
     serve, worker, ingest, db, queues, users, tickets, spool, outbox, stages, rootcauses, fields,
-    alerts, tray,
+    alerts, tray, rules,
 ):
     cli.add_command(command)
 

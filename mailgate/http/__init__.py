@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mailgate.app import App
-from mailgate.http import alerts, health, tickets
+from mailgate.http import alerts, health, rules, tickets
 from store.operations import OperationError
 from store.permissions import PermissionDenied
 
@@ -22,6 +22,7 @@ def create_http_app(app: App) -> FastAPI:
     http.include_router(health.router)
     http.include_router(tickets.router)
     http.include_router(alerts.router)
+    http.include_router(rules.router)
 
     @http.exception_handler(PermissionDenied)
     def permission_denied(request: Request, error: PermissionDenied) -> JSONResponse:

@@ -3,6 +3,7 @@
 from alembic import context
 
 from store.models import Base
+import store.rules  # noqa: F401  (registers the routing rule tables)
 
 connection = context.config.attributes["connection"]
 context.configure(
