@@ -9,6 +9,7 @@ import click
 
 from mailgate.cli.admin import queues, users
 from mailgate.cli.context import CONTEXT_SETTINGS
+from mailgate.cli.mailboxes import imap, mailboxes
 from mailgate.cli.records import outbox, spool, tickets
 from mailgate.cli.run import db, ingest, serve, worker
 
@@ -40,7 +41,7 @@ def cli(verbose: bool) -> None:
         logging.getLogger("mailparser").setLevel(logging.ERROR)
 
 
-for command in (serve, worker, ingest, db, queues, users, tickets, spool, outbox):
+for command in (serve, worker, ingest, db, queues, users, tickets, spool, outbox, mailboxes, imap):
     cli.add_command(command)
 
 

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import store.mailboxes  # noqa: F401  (registers the IMAP tables on Base)
 from store.models import Base
 
 connection = context.config.attributes["connection"]
