@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a Debian machine (as root): Python,
-# PostgreSQL, Redis and Dovecot; start PostgreSQL and Redis when they are
-# not running, and run every test.
+# PostgreSQL, Redis and Dovecot. Start PostgreSQL and Redis when they are
+# not running, then run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -47,7 +47,7 @@ imap_number = BigInteger
 
 
 class AfterSpool(str, enum.Enum):
-    """What happens on the server to a mail once its spool row is committed."""
+    """The action on a mail on the server once its spool row is committed."""
 
     SEEN = "seen"  # add the \Seen flag, leave it in its folder
     MOVE = "move"  # move it to another folder
@@ -153,7 +153,7 @@ class MailboxError(ValueError):
 
 @dataclass(frozen=True)
 class MailboxSpec:
-    """What ``mailgate mailboxes add`` stores; checked by ``add_mailbox``."""
+    """The options of ``mailgate mailboxes add``, checked by ``check_spec``."""
 
     name: str
     host: str
@@ -382,7 +382,7 @@ def advance_folder(session: Session, folder_id: int, uid: int) -> None:
 
 @dataclass(frozen=True)
 class MessageLocation:
-    """Where a mail is on the server: enough to apply an action to it later."""
+    """A mail's place on the server, enough to apply an action to it later."""
 
     mailbox_id: int
     folder_id: int

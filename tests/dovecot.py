@@ -144,7 +144,7 @@ class Dovecot:
             f"{ssl}"
             "disable_plaintext_auth = no\n"
             f"auth_mechanisms = {mechanisms}\n"
-            # Answer failed logins at once; the default waits 2 seconds.
+            # Reply to a failed login at once; Dovecot's default delay is 2 seconds.
             "auth_failure_delay = 0\n"
             f"default_internal_user = {mail_user}\n"
             f"default_internal_group = {mail_group}\n"
@@ -245,6 +245,10 @@ class Dovecot:
             header = email.message_from_bytes(data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"])
             result[header["Message-ID"].strip()] = tuple(data[b"FLAGS"])
         return result
+
+    def count(self, user: str, folder: str) -> int:
+        with self.client(user) as client:
+            return int(client.select_folder(folder, readonly=True)[b"EXISTS"])
 
     def maildir(self, user: str, folder: str = "INBOX") -> Path:
         base = self.root / "mail" / user

@@ -11,6 +11,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from datetime import datetime, timezone
 
+from sqlalchemy import select
+
 from mailgate.app import App
 from mailgate.imap.runner import ImapRunner
 from store.mailboxes import AfterSpool, AuthMethod, MailboxSpec, Security, add_mailbox
@@ -77,8 +79,8 @@ def reading(gateway: Gateway) -> Iterator[ImapRunner]:
 def spool_message_ids(app: App) -> list[str]:
     """Return the Message-ID of every spool row, in spool order (repeats kept)."""
     with app.sessions() as session:
-        rows = session.query(SpoolEntry.raw).order_by(SpoolEntry.id).all()
-    return [message_id_of(raw) for (raw,) in rows]
+        raws = list(session.scalars(select(SpoolEntry.raw).order_by(SpoolEntry.id)))
+    return [message_id_of(raw) for raw in raws]
 
 
 class LogLines(logging.Handler):

@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from sqlalchemy import func, select
+
 from mailgate.cli import main
+from store.db import make_engine
+from store.models import Ticket
 from tests.dovecot import Dovecot, dovecot, imap_user  # noqa: F401
 from tests.imap_support import make_mail
 from tests.process import ServeProcess, free_port, wait_for
@@ -172,7 +176,7 @@ def test_serve_and_imap_share_mailbox(tmp_path: Path, dovecot: Dovecot, imap_use
         serve.wait_ready()
         wait_for(lambda: any("mailgate imap ready" in line for line in imap.lines), timeout=60)
         dovecot.append(imap_user, "INBOX", mails[2:])
-        wait_for(lambda: _ticket_count(env) == 5, timeout=60)
+        wait_for(lambda: _ticket_count(home) == 5, timeout=60)
         wait_for(lambda: not dovecot.folder_flags(imap_user, "INBOX"), timeout=30)
     finally:
         serve_status = serve.stop()
@@ -194,7 +198,10 @@ def test_serve_and_imap_share_mailbox(tmp_path: Path, dovecot: Dovecot, imap_use
     assert any("mailgate imap stopped" in line for line in imap.lines)
 
 
-def _ticket_count(env: dict[str, str]) -> int:
-    done = subprocess.run([sys.executable, "-m", "mailgate", "tickets", "list", "--json"],
-                          capture_output=True, env={**os.environ, **env})
-    return len(json.loads(done.stdout)) if done.returncode == 0 else 0
+def _ticket_count(home: Path) -> int:
+    engine = make_engine(f"sqlite:///{home / 'mailgate.db'}")
+    try:
+        with engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(Ticket)) or 0
+    finally:
+        engine.dispose()

@@ -7,13 +7,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from mailgate.app import App
 from mailgate.cli import main
 from mailgate.imap.runner import ImapRunner
 from mailgate.settings import load_settings
 from store.directory import add_queue, add_user
 from store.mailboxes import AfterSpool, list_mailboxes
-from store.models import Role, SpoolEntry
+from store.models import OutboxEntry, Role, SpoolEntry
 from tests.dovecot import Dovecot, dovecot, dovecot_factory, imap_user  # noqa: F401
 from tests.harness import SUPPORT, Gateway
 from tests.imap_support import (
@@ -35,9 +37,13 @@ def test_server_killed_mid_fetch(tmp_path: Path, dovecot_factory, imap_user: str
     mails = [make_mail(f"Bulk {n}", index=n) for n in range(MAIL_COUNT)]
     server.append(imap_user, "INBOX", mails)
     expected = {message_id_of(raw) for raw in mails}
-    settings = load_settings(home=tmp_path / "home", imap_batch_size=25, **IMAP_TEST_SETTINGS)
+    settings = load_settings(
+        home=tmp_path / "home", imap_batch_size=25, imap_alert_after_seconds=0.3,
+        **IMAP_TEST_SETTINGS,
+    )
     app = App.create(settings)
     add_queue(app.sessions, "Support", SUPPORT)
+    add_user(app.sessions, "root", "root@support.example.org", Role.ADMIN, [])
     add_test_mailbox(app, server, imap_user, after=AfterSpool.MOVE, move_to="Processed")
     # No workers: the test is about the reader. Enqueueing each spooled
     # mail takes 4 ms, which makes batches of 25 take 0.1 s between their
@@ -53,7 +59,7 @@ def test_server_killed_mid_fetch(tmp_path: Path, dovecot_factory, imap_user: str
             # Dovecot is down: its Maildirs on disk are the server's state.
             moved = server.maildir_mail(imap_user, "Processed")
             seen = {mid for mid, flags in server.maildir_mail(imap_user).items() if "S" in flags}
-            wait_for(lambda: logs.matching("Connection refused"), timeout=30)
+            wait_for(lambda: _outbox_kinds(app) == ["mailbox_failing"], timeout=30)
             server.start()
             wait_for(lambda: len(spool_message_ids(app)) >= MAIL_COUNT, timeout=90)
             wait_for(lambda: not server.folder_flags(imap_user, "INBOX"), timeout=30)
@@ -75,6 +81,7 @@ def test_server_killed_mid_fetch(tmp_path: Path, dovecot_factory, imap_user: str
     assert retries
     assert all("reconnecting in" in line for line in retries)
     assert logs.matching("read again after")
+    assert _outbox_kinds(app) == ["mailbox_failing", "mailbox_recovered"]
     leftover = logs.matching("actions left over from the last session")
     assert len(leftover) == 1
     assert f"doing {len(spooled_at_kill) - len(moved)} actions" in leftover[0]
@@ -132,9 +139,14 @@ def test_failing_mailbox_isolated_and_alerted(
     assert "ok, last read" in working[0]
 
 
+def _outbox_kinds(app: App) -> list[str]:
+    with app.sessions() as session:
+        return list(session.scalars(select(OutboxEntry.kind).order_by(OutboxEntry.id)))
+
+
 def _spool_count(app: App) -> int:
     with app.sessions() as session:
-        return session.query(SpoolEntry).count()
+        return session.scalar(select(func.count()).select_from(SpoolEntry)) or 0
 
 
 def _run_cli(argv: list[str]) -> str:

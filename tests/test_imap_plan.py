@@ -45,8 +45,8 @@ def test_plan_fetches_batches(sizes, expected) -> None:
 def test_plan_fetches_keeps_uid_order() -> None:
     sizes = [(uid, 10 if uid % 7 else 50 * MIB) for uid in range(1, 101)]
     steps = plan_fetches(sizes, max_count=10, max_bytes=MIB, max_message_bytes=25 * MIB)
-    taken = [uid for step in steps for uid in step.uids]
-    assert taken == list(range(1, 101))
+    order = [uid for step in steps for uid in step.uids]
+    assert order == list(range(1, 101))
     assert sum(len(step.oversize) for step in steps) == 14
     assert all(len(step.fetch) <= 10 for step in steps)
 

@@ -4,11 +4,14 @@ limit, UIDVALIDITY changes and IDLE."""
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from store.mailboxes import AfterSpool
+from tests.conftest import POSTGRES_ADMIN_URL, service_missing
 from tests.dovecot import Dovecot, dovecot, dovecot_factory, imap_user  # noqa: F401
 from tests.harness import SUPPORT, Gateway
 from tests.imap_support import (
@@ -69,6 +72,7 @@ def test_each_mail_becomes_one_ticket(
         assert inbox == {}
         moved = dovecot.folder_flags(imap_user, "Processed")
         assert set(moved) == {message_id_of(m) for m in mails}
+        assert dovecot.count(imap_user, "Processed") == 3
     else:
         assert inbox == {}
         with dovecot.client(imap_user) as client:
@@ -202,3 +206,47 @@ def test_idle_spools_within_five_seconds(
             "Before start", "While idling",
         ]
     print(f"IDLE: mail appended while idling was spooled after {elapsed:.3f}s")
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own, dropped afterwards."""
+    try:
+        import psycopg
+    except ImportError as error:
+        service_missing("psycopg", str(error))
+    name = f"mailgate_imap_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        service_missing("PostgreSQL", str(error))
+    yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_reading_on_postgresql_and_redis(
+    tmp_path: Path, dovecot: Dovecot, imap_user: str, empty_postgres_url: str, redis_url: str
+) -> None:
+    mails = [make_mail(f"On PostgreSQL {n}", index=n) for n in range(3)]
+    dovecot.append(imap_user, "INBOX", mails)
+    settings = {**IMAP_TEST_SETTINGS, "database_url": empty_postgres_url, "redis_url": redis_url}
+    with Gateway.start(home=tmp_path / "gateway", **settings) as gateway:
+        gateway.add_queue()
+        add_test_mailbox(gateway.app, dovecot, imap_user, after=AfterSpool.MOVE,
+                         move_to="Processed")
+        with collect_logs() as logs, reading(gateway):
+            wait_for(lambda: len(gateway.ticket_ids()) == 3, timeout=30)
+            wait_for(lambda: not dovecot.folder_flags(imap_user, "INBOX"), timeout=10)
+            # Someone puts the same mails back into the inbox.
+            dovecot.append(imap_user, "INBOX", mails)
+            wait_for(lambda: len(logs.matching("not spooled again")) == 3, timeout=30)
+            wait_for(lambda: not dovecot.folder_flags(imap_user, "INBOX"), timeout=10)
+            gateway.wait_idle()
+        assert len(gateway.spool_rows()) == 3
+        assert {row.state for row in gateway.spool_rows()} == {"processed"}
+        assert len(gateway.ticket_ids()) == 3
+
+    assert dovecot.count(imap_user, "Processed") == 6
+    assert set(dovecot.folder_flags(imap_user, "Processed")) == {message_id_of(m) for m in mails}

@@ -58,7 +58,7 @@ class FetchLimits:
 
 @dataclass
 class FolderReport:
-    """What one pass over a folder did."""
+    """Counts of what one pass over a folder did."""
 
     spooled: int = 0
     known: int = 0  # spooled before, e.g. found again after a UIDVALIDITY change
@@ -202,7 +202,7 @@ class FolderReader:
         self, folder: str, state: FolderState, step: FetchStep, report: FolderReport
     ) -> None:
         fetched = self.client.fetch(step.fetch, ["BODY.PEEK[]"]) if step.fetch else {}
-        taken = []
+        spooled_uids = []
         for uid in step.uids:
             self.keep_alive()
             location = MessageLocation(self.config.id, state.id, folder, state.uidvalidity, uid)
@@ -220,8 +220,8 @@ class FolderReader:
                 report.known += 1
             else:
                 report.spooled += 1
-            taken.append(uid)
-        self._act(folder, state.uidvalidity, taken, report)
+            spooled_uids.append(uid)
+        self._act(folder, state.uidvalidity, spooled_uids, report)
 
     def _leave_oversize(self, location: MessageLocation, report: FolderReport) -> None:
         self.client.add_flags([location.uid], [FLAGGED], silent=True)
@@ -289,7 +289,7 @@ def _identity(selected: dict[bytes, Any]) -> tuple[int, int | None]:
 @contextmanager
 def _server_errors(doing: str) -> Iterator[None]:
     """Turn IMAPClient errors into MailboxUnavailable (the connection
-    dropped) or FolderUnusable (the server answered NO or BAD)."""
+    dropped) or FolderUnusable (the server replied NO or BAD)."""
     try:
         yield
     except IMAPClientAbortError as error:

@@ -12,8 +12,8 @@ from email.utils import parseaddr
 
 @dataclass(frozen=True)
 class FetchStep:
-    """One round trip: the UIDs to fetch whole, and the UIDs among them by
-    position that are over the size limit and are only flagged."""
+    """One round trip: the UIDs to fetch whole, and the UIDs between them
+    that are over the size limit, which are only flagged."""
 
     fetch: tuple[int, ...]
     oversize: tuple[int, ...]
@@ -29,7 +29,7 @@ def plan_fetches(
 ) -> list[FetchStep]:
     """Split ``(uid, size)`` pairs, in ascending UID order, into fetch steps.
 
-    A step holds at most ``max_count`` mails to fetch and at most
+    A step contains at most ``max_count`` mails to fetch and at most
     ``max_bytes`` of them, but always at least one mail, so a mail larger
     than ``max_bytes`` but within ``max_message_bytes`` is fetched alone.
     Mail over ``max_message_bytes`` is never fetched.
@@ -96,9 +96,9 @@ def untagged_status(responses: Iterable[tuple[object, ...]], status: bytes) -> s
     """Return the text of the first untagged ``status`` response (BYE, NO,
     BAD) among IDLE responses, or None.
 
-    A server says BYE before it closes the connection, and NO or BAD when
-    the selected folder changed under it: Dovecot 2.3 sends NO when the
-    folder was deleted and created again by another session.
+    A server sends BYE before it closes the connection, and NO or BAD when
+    the selected folder changed under it. Dovecot 2.3 sends NO when another
+    session deleted the folder and created it again.
     """
     for response in responses:
         if response and response[0] == status:

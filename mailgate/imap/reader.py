@@ -10,6 +10,7 @@ get one mail, and one more when the mailbox is read again.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import Counter
@@ -81,7 +82,9 @@ class MailboxReader(threading.Thread):
         self._stop_event = threading.Event()
         self._client: IMAPClient | None = None
         self._lease_renewed_at = 0.0
-        self._known_failing = True  # until the store says otherwise
+        # True until a successful read has cleared the failure state stored
+        # on the mailbox, which may be left from an earlier process.
+        self._known_failing = True
 
     # -- control ------------------------------------------------------------
 
@@ -91,7 +94,7 @@ class MailboxReader(threading.Thread):
         client = self._client
         if client is not None:
             try:
-                client.socket().shutdown(2)
+                client.socket().shutdown(socket.SHUT_RDWR)
             except (OSError, IMAPClientError):
                 pass
 
@@ -202,7 +205,7 @@ class MailboxReader(threading.Thread):
                     break
                 if not responses and time.monotonic() - started < IDLE_CHECK_SECONDS / 2:
                     # IMAPClient returns nothing at once when the socket is
-                    # readable but closed; ending IDLE tells which it is.
+                    # readable but closed. Ending IDLE raises if it is closed.
                     reason = "check"
                     break
                 self._keep_alive()
@@ -226,10 +229,10 @@ class MailboxReader(threading.Thread):
     # -- lease ----------------------------------------------------------------
 
     def _take_lease(self) -> bool:
-        taken = take_lease(self.app.sessions, self.config.id, self.owner, LEASE_SECONDS)
-        if taken:
+        leased = take_lease(self.app.sessions, self.config.id, self.owner, LEASE_SECONDS)
+        if leased:
             self._lease_renewed_at = time.monotonic()
-        return taken
+        return leased
 
     def _keep_alive(self) -> None:
         """Renew the lease when due; raise Stopping or LeaseLost to end the session."""

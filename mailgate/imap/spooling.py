@@ -3,8 +3,8 @@
 ``store.spool.spool_message`` writes the spool row in its own transaction.
 The sessions given to it here carry a ``before_commit`` hook that adds the
 ``imap_messages`` row and advances the folder's last UID in that same
-transaction, so after a crash at any point a mail is either spooled and
-recorded, or neither: it is never spooled twice, and never skipped.
+transaction. So after a crash at any point a mail is either spooled and
+recorded, or neither, and it is never spooled twice or skipped.
 """
 
 from __future__ import annotations
