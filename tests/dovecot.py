@@ -102,6 +102,8 @@ class Dovecot:
         As root, Dovecot's own unprivileged users from the Debian package;
         otherwise everything runs as the current user.
         """
+        # NOTE: only the root branch runs in CI; the other follows Dovecot's
+        # documented way of running unprivileged and has not been tried.
         if os.geteuid() == 0:
             return "dovecot", "dovecot", "dovenull"
         user = pwd.getpwuid(os.geteuid()).pw_name

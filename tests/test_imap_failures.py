@@ -124,6 +124,9 @@ def test_failing_mailbox_isolated_and_alerted(
     assert alerts[0].rcpt_to == "root@support.example.org"
     assert alerts[0].state == "sent"
     assert b"Subject: Mailbox Broken cannot be read" in alerts[0].raw
+    assert b"Check it with:  mailgate mailboxes test Broken" in alerts[0].raw
+    assert b"Auto-Submitted: auto-generated" in alerts[0].raw
+    assert alerts[0].mail_from == ""
     attempts = logs.matching("name=Broken: attempt")
     assert len(attempts) >= 2
     assert attempts[0].startswith("ERROR")

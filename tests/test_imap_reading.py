@@ -12,7 +12,7 @@ import pytest
 
 from store.mailboxes import AfterSpool
 from tests.conftest import POSTGRES_ADMIN_URL, service_missing
-from tests.dovecot import Dovecot, dovecot, dovecot_factory, imap_user  # noqa: F401
+from tests.dovecot import Dovecot, dovecot, imap_user  # noqa: F401
 from tests.harness import SUPPORT, Gateway
 from tests.imap_support import (
     IMAP_TEST_SETTINGS,

@@ -109,6 +109,12 @@ def mailboxes_add(
         mailbox = add_mailbox(app.sessions, spec)
     except MailboxError as error:
         raise click.ClickException(str(error)) from None
+    if spec.security is Security.NONE:
+        click.echo(
+            "warning: --security none sends the login unencrypted; "
+            "use it only for a server on this host",
+            err=True,
+        )
     click.echo(
         f"mailbox {mailbox.id} {mailbox.name} {username}@{host}:{spec.port} "
         f"-> queue {queue_name}, after: {after}"

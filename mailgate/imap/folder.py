@@ -140,7 +140,7 @@ class FolderReader:
             self._advance(MessageLocation(self.config.id, state.id, folder,
                                           state.uidvalidity, max(skipped)))
         self.read_at[folder] = _identity(selected)
-        if report.spooled or report.known or report.oversize or report.actions:
+        if report.spooled or report.known or report.oversize or report.vanished or report.actions:
             log.info(
                 "mailbox id=%s %s: spooled %d, found %d spooled before, left %d over the "
                 "size limit, %d vanished, %d actions done",
