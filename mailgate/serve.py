@@ -9,6 +9,7 @@ import signal
 from mailgate.actors import Actors, declare_actors, make_broker, start_worker
 from mailgate.http.server import start_http_server
 from mailgate.app import App
+from mailgate.imap.runner import ImapRunner
 from mailgate.listeners.smtp import start_smtp_server
 from mailgate.settings import Settings
 from mailgate.sweeper import Sweeper
@@ -22,10 +23,16 @@ def run_serve(settings: Settings) -> None:
     actors = declare_actors(app, broker)
     worker = start_worker(broker, settings.worker_threads)
     sweeper = Sweeper(app, actors, settings.sweep_interval_seconds)
+    imap = (
+        ImapRunner(app, actors.enqueue_spool, actors.enqueue_outbox)
+        if settings.imap_in_serve else None
+    )
     log.info("mailgate starting: %s", settings.summary())
     try:
-        asyncio.run(_serve_until_stopped(app, actors, sweeper))
+        asyncio.run(_serve_until_stopped(app, actors, sweeper, imap))
     finally:
+        if imap is not None:
+            imap.stop()
         log.info("stopping workers")
         sweeper.stop()
         worker.stop(timeout=30_000)
@@ -34,7 +41,9 @@ def run_serve(settings: Settings) -> None:
         log.info("mailgate stopped")
 
 
-async def _serve_until_stopped(app: App, actors: Actors, sweeper: Sweeper) -> None:
+async def _serve_until_stopped(
+    app: App, actors: Actors, sweeper: Sweeper, imap: ImapRunner | None
+) -> None:
     settings = app.settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -45,6 +54,8 @@ async def _serve_until_stopped(app: App, actors: Actors, sweeper: Sweeper) -> No
     )
     http_server, http_task = await start_http_server(app, settings.http_host, settings.http_port)
     sweeper.start()
+    if imap is not None:
+        imap.start()
     bound = ", ".join(f"{sock.getsockname()[0]}:{sock.getsockname()[1]}" for sock in server.sockets)
     log.info(
         "mailgate ready: accepting SMTP on %s, HTTP on %s:%d",

@@ -103,13 +103,44 @@ class Settings(BaseSettings):
     # [role_permissions] frontline = ["ticket.create", "ticket.note"]
     role_permissions: dict[str, list[str]] = Field(default_factory=dict)
 
+    # IMAP mailboxes (``mailgate mailboxes``). ``serve`` reads them unless
+    # imap_in_serve is false, for a separate ``mailgate imap`` process.
+    imap_in_serve: bool = True
+    # How often folders are checked when the server has no IDLE, and how
+    # often folders other than the first are checked when it has.
+    imap_poll_interval_seconds: float = 60.0
+    # RFC 2177 asks clients to end IDLE and start it again at least every
+    # 29 minutes, because servers may log out a client idle for 30.
+    imap_idle_seconds: float = 600.0
+    imap_batch_size: int = 50
+    imap_batch_max_bytes: int = 32 * 1024 * 1024
+    imap_timeout_seconds: float = 60.0
+    imap_reconnect_min_seconds: float = 1.0
+    imap_reconnect_max_seconds: float = 300.0
+    # A mailbox failing this long raises an alert to the admins.
+    imap_alert_after_seconds: float = 900.0
+    # How often the list of mailboxes is read again, so one added, changed
+    # or removed with the CLI is picked up without a restart.
+    imap_reload_seconds: float = 10.0
+
     @field_validator(
-        "max_message_bytes", "smtp_port", "http_port", "worker_threads", "relay_max_connections"
+        "max_message_bytes", "smtp_port", "http_port", "worker_threads", "relay_max_connections",
+        "imap_batch_size", "imap_batch_max_bytes",
     )
     @classmethod
     def _positive(cls, value: int) -> int:
         if value <= 0:
             raise ValueError(f"must be a positive number, got {value}")
+        return value
+
+    @field_validator(
+        "imap_poll_interval_seconds", "imap_idle_seconds", "imap_timeout_seconds",
+        "imap_reconnect_min_seconds", "imap_reconnect_max_seconds", "imap_reload_seconds",
+    )
+    @classmethod
+    def _positive_seconds(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"must be a positive number of seconds, got {value}")
         return value
 
     @field_validator("domain")

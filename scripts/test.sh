@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the test suite needs on a Debian machine (as root), start
-# PostgreSQL and Redis when they are not running, and run every test.
+# Install what the test suite needs on a Debian machine (as root): Python,
+# PostgreSQL, Redis and Dovecot. Start PostgreSQL and Redis when they are
+# not running, then run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,9 @@ command -v python3 >/dev/null || need_packages+=(python3)
 python3 -c "import venv, ensurepip" 2>/dev/null || need_packages+=(python3-venv)
 command -v pg_ctlcluster >/dev/null || need_packages+=(postgresql)
 command -v redis-server >/dev/null || need_packages+=(redis-server)
+# The IMAP tests start Dovecot processes of their own on free ports; the
+# package's system service is not used.
+[ -x /usr/lib/dovecot/imap ] || need_packages+=(dovecot-imapd)
 if ((${#need_packages[@]})); then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_packages[@]}"

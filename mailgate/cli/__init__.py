@@ -11,6 +11,7 @@ from mailgate.cli.admin import queues, users
 from mailgate.cli.alerts import alerts, tray
 from mailgate.cli.context import CONTEXT_SETTINGS
 from mailgate.cli.lists import fields, rootcauses, stages
+from mailgate.cli.mailboxes import imap, mailboxes
 from mailgate.cli.records import outbox, spool, tickets
 from mailgate.cli.rules import rules
 from mailgate.cli.run import db, ingest, serve, worker
@@ -45,7 +46,7 @@ def cli(verbose: bool) -> None:
 
 for command in (
     serve, worker, ingest, db, queues, users, tickets, spool, outbox, stages, rootcauses, fields,
-    alerts, tray, rules,
+    alerts, tray, rules, mailboxes, imap,
 ):
     cli.add_command(command)
 

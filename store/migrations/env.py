@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import store.mailboxes  # noqa: F401  (registers the IMAP tables on Base)
 from store.models import Base
 import store.rules  # noqa: F401  (registers the routing rule tables)
 

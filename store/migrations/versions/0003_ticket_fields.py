@@ -1,7 +1,7 @@
 """Add ticket fields, stages, tags, root causes and custom fields
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-04 17:38:02.566313
 """
 
@@ -11,7 +11,7 @@ import store.models
 
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
