@@ -9,3 +9,5 @@ RCPT_NOT_SERVED = "550 5.1.1 <{address}>: recipient not served here"
 RCPT_INVALID = "501 5.1.3 Invalid recipient address"
 SPOOL_UNAVAILABLE = "451 4.3.0 Spool unavailable, try again later"
 QUEUED = "250 2.0.0 queued as {spool_id}"
+# RFC 5321 3.8: a server that shuts down answers 421 and closes the session.
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
