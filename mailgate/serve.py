@@ -62,16 +62,16 @@ def all_roles() -> frozenset[str]:
 
 def check_roles(roles: frozenset[str], settings: Settings) -> None:
     """Raise RoleError when the roles cannot work together on these settings."""
+    if roles == {"imap"} and not IMAP_POLLER_AVAILABLE:
+        raise RoleError(
+            "the imap role needs the IMAP poller, which this version of mailgate "
+            "does not include; run --role smtp or use 'mailgate ingest'"
+        )
     if settings.is_embedded and roles & LISTENER_ROLES and "worker" not in roles:
         raise RoleError(
             "roles without 'worker' need MAILGATE_REDIS_URL "
             "(e.g. redis://127.0.0.1:6379/0), so that worker processes receive "
             "the mail; with the in-process broker add the worker role: --role smtp,worker"
-        )
-    if roles == {"imap"} and not IMAP_POLLER_AVAILABLE:
-        raise RoleError(
-            "the imap role needs the IMAP poller, which this version of mailgate "
-            "does not include; run --role smtp or use 'mailgate ingest'"
         )
 
 
