@@ -9,6 +9,13 @@ command -v python3 >/dev/null || need_packages+=(python3)
 python3 -c "import venv, ensurepip" 2>/dev/null || need_packages+=(python3-venv)
 command -v pg_ctlcluster >/dev/null || need_packages+=(postgresql)
 command -v redis-server >/dev/null || need_packages+=(redis-server)
+# The deploy/ checks: systemd-analyze verify and postconf.
+command -v systemd-analyze >/dev/null || need_packages+=(systemd)
+if ! command -v postconf >/dev/null; then
+    # "No configuration": Postfix gets no main.cf, so it does not start.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    need_packages+=(postfix)
+fi
 if ((${#need_packages[@]})); then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_packages[@]}"
