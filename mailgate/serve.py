@@ -1,8 +1,9 @@
 """``mailgate serve``: the listeners, the HTTP API and the workers.
 
-One process runs the roles it is given: ``smtp`` (the SMTP listener),
-``imap`` (the IMAP poller), ``http`` (the JSON API) and ``worker`` (Dramatiq
-worker threads and the sweeper); ``all``, the default, is every role. Every process also
+One process runs the roles it is given. The roles are ``smtp`` (the SMTP
+listener), ``imap`` (the IMAP poller), ``http`` (the JSON API) and
+``worker`` (Dramatiq worker threads and the sweeper). ``all``, the default,
+is every role. Every process also
 serves ``/healthz`` and ``/metrics`` on its HTTP port. On SIGTERM or SIGINT
 it stops accepting mail, lets SMTP sessions in DATA and busy workers finish
 within ``MAILGATE_SHUTDOWN_GRACE_SECONDS``, and exits 0.

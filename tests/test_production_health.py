@@ -131,7 +131,7 @@ def servers() -> Iterator[tuple[OwnPostgres, OwnRedis]]:
 
 
 def wait_for_health(port: int, expected_status: int, timeout: float) -> tuple[float, dict]:
-    """Poll /healthz until it answers ``expected_status``; return the seconds
+    """Poll /healthz until it returns ``expected_status``; return the seconds
     it took and the last body."""
     started = time.monotonic()
     body: dict = {}

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from mailgate.app import App
+from mailgate.serve import parse_roles
 from mailgate.settings import load_settings
 from store.directory import add_queue, add_user
 from store.models import OutboxEntry, OutboxState, Role, SpoolEntry, Ticket
@@ -241,3 +242,11 @@ def test_sigterm_lets_data_finish(tmp_path: Path) -> None:
     app.close()
     assert reply == f"2.0.0 queued as {row.id}".encode()
     assert b"<in-data@example.com>" in row.raw
+
+
+def test_parse_roles_lists_and_all() -> None:
+    assert parse_roles([]) == {"smtp", "http", "worker"}
+    assert parse_roles(["all"]) == {"smtp", "http", "worker"}
+    assert parse_roles(["smtp,http"]) == {"smtp", "http"}
+    assert parse_roles(["smtp", " Worker "]) == {"smtp", "worker"}
+    assert parse_roles(["imap"]) == {"imap"}

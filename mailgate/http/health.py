@@ -1,9 +1,9 @@
 """``/healthz``: ready when the database and the broker answer.
 
-Each check runs on its own single thread with a deadline, so a server that
+Each check runs on a thread of its own with a deadline, so a server that
 hangs instead of refusing connections makes the check fail within
-``CHECK_TIMEOUT_SECONDS`` and never piles up threads: while a check is still
-running, the next request reports it unavailable without starting another.
+``CHECK_TIMEOUT_SECONDS``. While a check is still running, the next request
+reports it unavailable without starting another, so threads never pile up.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
 import redis
 from fastapi import APIRouter, Request, Response
@@ -29,34 +27,43 @@ CHECK_TIMEOUT_SECONDS = 2.0
 
 
 class Probe:
-    """One dependency check, run on a thread of its own with a deadline."""
+    """One dependency check, run on a daemon thread of its own with a
+    deadline, so a check stuck in a connect never blocks the process's exit."""
 
     def __init__(self, name: str, check: Callable[[], None]) -> None:
         self.name = name
         self.check = check
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"health-{name}")
-        self._running: Future[None] | None = None
+        self._running: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def status(self) -> str:
         """Return "ok", or "unavailable" and log why."""
+        errors: list[Exception] = []
         with self._lock:
-            if self._running is not None and not self._running.done():
+            if self._running is not None and self._running.is_alive():
                 log.warning("health check: %s: previous check still running", self.name)
                 return "unavailable"
-            self._running = self._executor.submit(self.check)
+            self._running = threading.Thread(
+                target=self._run, args=(errors,), name=f"health-{self.name}", daemon=True
+            )
+            self._running.start()
             running = self._running
-        try:
-            running.result(timeout=CHECK_TIMEOUT_SECONDS)
-        except FutureTimeout:
+        running.join(CHECK_TIMEOUT_SECONDS)
+        if running.is_alive():
             log.warning(
-                "health check: %s did not answer within %.0fs", self.name, CHECK_TIMEOUT_SECONDS
+                "health check: %s timed out after %.0fs", self.name, CHECK_TIMEOUT_SECONDS
             )
             return "unavailable"
-        except Exception as error:
-            log.warning("health check: %s unavailable: %s", self.name, error)
+        if errors:
+            log.warning("health check: %s unavailable: %s", self.name, errors[0])
             return "unavailable"
         return "ok"
+
+    def _run(self, errors: list[Exception]) -> None:
+        try:
+            self.check()
+        except Exception as error:
+            errors.append(error)
 
 
 def database_probe(app: App) -> Probe:
