@@ -29,9 +29,12 @@ LINE_LENGTH_LIMIT = 64 * 1024
 class GatewaySMTP(SMTP):
     line_length_limit = LINE_LENGTH_LIMIT
 
-    def __init__(self, *args: Any, sessions: set[GatewaySMTP], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, sessions: set[GatewaySMTP] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self._open_sessions = sessions
+        # The open sessions of this session's listener, for a graceful stop.
+        self._open_sessions = sessions if sessions is not None else set()
         self.in_data = False
         self.closing = False
 
@@ -103,8 +106,8 @@ class SMTPListener:
         busy = [session for session in self.sessions if session.in_data]
         if busy:
             log.warning(
-                "SMTP grace time of %.0fs over; closing %d sessions in DATA, "
-                "whose mail is not acknowledged", grace_seconds, len(busy),
+                "SMTP shutdown grace time of %.0fs elapsed; closing %d sessions in "
+                "DATA, whose mail is not acknowledged", grace_seconds, len(busy),
             )
         for session in list(self.sessions):
             session.close_session(replies.SHUTTING_DOWN)
