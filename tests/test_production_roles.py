@@ -250,3 +250,30 @@ def test_parse_roles_lists_and_all() -> None:
     assert parse_roles(["smtp,http"]) == {"smtp", "http"}
     assert parse_roles(["smtp", " Worker "]) == {"smtp", "worker"}
     assert parse_roles(["imap"]) == {"imap"}
+
+
+def test_sigterm_grace_time_ends_data(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    app = App.create(load_settings(home=home, domain="support.example.org"))
+    add_queue(app.sessions, "Support", SUPPORT)
+    port = free_port()
+    server = ServeProcess(home, port, MAILGATE_SHUTDOWN_GRACE_SECONDS="1")
+    server.wait_ready()
+    sending = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    sending.ehlo("client.example.com")
+    sending.mail("ana@example.com")
+    sending.rcpt(SUPPORT)
+    sending.putcmd("data")
+    assert sending.getreply()[0] == 354
+    sending.send(b"Subject: never finished\r\n\r\nThe first line")
+
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(30) == 0
+    assert time.monotonic() - started < 15
+    # The client never got 250, so it keeps the mail and retries later.
+    assert sending.getreply()[0] == 421
+    assert "closing 1 sessions in DATA, whose mail is not acknowledged" in server.log_text()
+    with app.sessions() as session:
+        assert session.scalars(select(SpoolEntry)).all() == []
+    app.close()
