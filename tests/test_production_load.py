@@ -10,7 +10,7 @@ import sys
 
 from tests.conftest import REPO
 
-MAILS = 240
+MAILS = 160
 
 
 def test_load_survives_sigterm_restart(postgres_server: str, redis_url: str) -> None:
