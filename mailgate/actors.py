@@ -7,6 +7,7 @@ Dramatiq delivers at least once: a row that is no longer pending is skipped.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import dramatiq
@@ -14,10 +15,12 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.exc import OperationalError
 
+from mailgate import metrics
 from mailgate.app import App
 from mailgate.delivery import deliver_outbox_entry
 from mailgate.pipeline import fail_spool_entry, process_spool_entry
 from mailgate.settings import Settings
+from store.models import SpoolState
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +30,15 @@ QUEUE_NAME = "mailgate"
 PROCESS_MAX_RETRIES = 5
 
 
-def make_broker(settings: Settings, *, namespace: str = "mailgate") -> dramatiq.Broker:
-    """Return Redis when ``MAILGATE_REDIS_URL`` is set, else the in-process broker."""
+def make_broker(settings: Settings, *, namespace: str | None = None) -> dramatiq.Broker:
+    """Return Redis when ``MAILGATE_REDIS_URL`` is set, else the in-process broker.
+
+    Redis keys start with ``namespace``, by default ``MAILGATE_REDIS_NAMESPACE``.
+    """
     if settings.redis_url:
-        return RedisBroker(url=settings.redis_url, namespace=namespace)
+        return RedisBroker(
+            url=settings.redis_url, namespace=namespace or settings.redis_namespace
+        )
     broker = StubBroker()
     broker.emit_after("process_boot")
     return broker
@@ -40,6 +48,11 @@ def make_broker(settings: Settings, *, namespace: str = "mailgate") -> dramatiq.
 class Actors:
     process_spool: dramatiq.Actor
     deliver_outbox: dramatiq.Actor
+
+    def received(self, spool_id: int, source: str = "smtp") -> None:
+        """Count a mail just spooled by a listener and enqueue its processing."""
+        metrics.MAILS_RECEIVED.labels(source=source).inc()
+        self.enqueue_spool(spool_id)
 
     def enqueue_spool(self, spool_id: int) -> None:
         """Enqueue processing; on failure the sweeper enqueues it later."""
@@ -61,6 +74,7 @@ def declare_actors(app: App, broker: dramatiq.Broker) -> Actors:
     actors: Actors
 
     def process_spool(spool_id: int) -> None:
+        started = time.perf_counter()
         try:
             outcome = process_spool_entry(app, spool_id)
         except OperationalError:
@@ -69,14 +83,22 @@ def declare_actors(app: App, broker: dramatiq.Broker) -> Actors:
         except Exception as error:
             log.exception("spool id=%s failed", spool_id)
             fail_spool_entry(app, spool_id, error)
+            metrics.count_spool_outcome(SpoolState.FAILED, time.perf_counter() - started)
             return
-        if outcome is not None:
-            for outbox_id in outcome.outbox_ids:
-                actors.enqueue_outbox(outbox_id)
+        if outcome is None:
+            return  # not pending: another worker or an earlier run did it
+        metrics.count_spool_outcome(outcome.state, time.perf_counter() - started)
+        for outbox_id in outcome.outbox_ids:
+            actors.enqueue_outbox(outbox_id)
 
     def deliver_outbox(outbox_id: int) -> None:
         result = deliver_outbox_entry(app, outbox_id)
+        if result.sent:
+            metrics.OUTBOX_SENT.inc()
+        elif result.dead:
+            metrics.OUTBOX_DEAD.inc()
         if result.retry_in_seconds is not None:
+            metrics.OUTBOX_RETRIED.inc()
             actors.enqueue_outbox(outbox_id, result.retry_in_seconds)
 
     actors: Actors = Actors(

@@ -29,6 +29,7 @@ BACKOFF_CAP_SECONDS = 3600.0
 class DeliveryResult:
     sent: bool
     retry_in_seconds: float | None = None
+    dead: bool = False
 
 
 def _claim(app: App, outbox_id: int) -> OutboxEntry | None:
@@ -84,13 +85,13 @@ def deliver_outbox_entry(app: App, outbox_id: int) -> DeliveryResult:
     except TemporaryDeliveryError as error:
         if entry.attempts >= app.settings.outbox_max_attempts:
             _finish(app, entry, OutboxState.DEAD, f"{error} (after {entry.attempts} attempts)")
-            return DeliveryResult(sent=False)
+            return DeliveryResult(sent=False, dead=True)
         delay = backoff_seconds(entry.attempts, app.settings.outbox_backoff_seconds)
         _reschedule(app, entry, str(error), delay)
         return DeliveryResult(sent=False, retry_in_seconds=delay)
     except PermanentDeliveryError as error:
         _finish(app, entry, OutboxState.DEAD, str(error))
-        return DeliveryResult(sent=False)
+        return DeliveryResult(sent=False, dead=True)
     _finish(app, entry, OutboxState.SENT, None, where=where)
     return DeliveryResult(sent=True)
 

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     home: Path = Path("var")
     database_url: str | None = None
     redis_url: str | None = None
+    # Prefix of Dramatiq's Redis keys, so several gateways can share a Redis.
+    redis_namespace: str = "mailgate"
     smtp_relay: str | None = Field(default=None, repr=False)
     domain: str = "localhost"
     # Signing keys for reply tokens as "kid:hexsecret" entries separated by
@@ -83,6 +85,10 @@ class Settings(BaseSettings):
     http_port: int = 8025
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     worker_threads: int = 4
+    worker_processes: int = 1
+    # On SIGTERM, how long SMTP sessions in DATA and busy workers get to
+    # finish before the process stops anyway.
+    shutdown_grace_seconds: float = 30.0
     ticket_tag_prefix: str = "#"
     reply_token_ttl_days: int = 90
     # Cap on acknowledgements to one sender per hour, against mail loops.
@@ -125,7 +131,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "max_message_bytes", "smtp_port", "http_port", "worker_threads", "relay_max_connections",
-        "imap_batch_size", "imap_batch_max_bytes",
+        "imap_batch_size", "imap_batch_max_bytes", "worker_processes",
     )
     @classmethod
     def _positive(cls, value: int) -> int:
@@ -175,7 +181,11 @@ class Settings(BaseSettings):
         database = self.resolved_database_url
         if "@" in database:
             database = database.split("://", 1)[0] + "://…@" + database.rsplit("@", 1)[1]
-        broker = "redis" if self.redis_url else "in-process"
+        broker = "in-process"
+        if self.redis_url:
+            redis = urlsplit(self.redis_url)
+            broker = f"redis {redis.hostname}:{redis.port or 6379}{redis.path} "
+            broker += f"namespace={self.redis_namespace}"
         outbound = f"relay {self.relay}" if self.relay else f"maildir {self.outbox_maildir}"
         return (
             f"home={self.home} database={database} broker={broker} "

@@ -13,6 +13,13 @@ command -v redis-server >/dev/null || need_packages+=(redis-server)
 # The IMAP tests start Dovecot processes of their own on free ports; the
 # package's system service is not used.
 [ -x /usr/lib/dovecot/imap ] || need_packages+=(dovecot-imapd)
+# The deploy/ checks: systemd-analyze verify and postconf.
+command -v systemd-analyze >/dev/null || need_packages+=(systemd)
+if ! command -v postconf >/dev/null; then
+    # "No configuration": Postfix gets no main.cf, so it does not start.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    need_packages+=(postfix)
+fi
 if ((${#need_packages[@]})); then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_packages[@]}"

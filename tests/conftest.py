@@ -10,19 +10,39 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.harness import Gateway
+from tests.harness import (
+    POSTGRES_ADMIN_URL,
+    REDIS_URL,
+    Gateway,
+    as_environment,
+    backend_settings,
+)
 from tests.process import free_port  # noqa: F401  (re-exported for tests)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-POSTGRES_ADMIN_URL = os.environ.get(
-    "MAILGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("MAILGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A database and a Dramatiq broker to run the gateway on."""
+
+    database: str  # "sqlite" or "postgresql"
+    broker: str  # "stub" (in-process) or "redis"
+
+    @property
+    def name(self) -> str:
+        return self.database if self.broker == "stub" else f"{self.database}-{self.broker}"
+
+
+# The embedded default and the production shape. The mixed pairs run in
+# test_backends.py.
+BACKENDS = (Backend("sqlite", "stub"), Backend("postgresql", "redis"))
 
 
 def service_missing(name: str, reason: str) -> None:
@@ -72,8 +92,47 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of a PostgreSQL server that answers."""
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=5):
+            pass
+    except Exception as error:  # any failure to reach it means "absent"
+        service_missing("PostgreSQL", str(error))
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture(params=BACKENDS, ids=[backend.name for backend in BACKENDS])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each backend in turn; skips (fails under CI) when its services are absent."""
+    chosen: Backend = request.param
+    if chosen.database == "postgresql":
+        request.getfixturevalue("postgres_server")
+    if chosen.broker == "redis":
+        request.getfixturevalue("redis_url")
+    return chosen
+
+
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    """The gateway on SQLite with the in-process broker, on a real socket."""
-    with Gateway.start(home=tmp_path / "gateway") as running:
+def backend_env(
+    backend: Backend, clean_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """Set MAILGATE_* variables for a fresh database and broker namespace of
+    ``backend``, for tests that run mailgate as a child process."""
+    with backend_settings(backend.database, backend.broker) as settings:
+        environment = as_environment(settings)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        yield environment
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, backend: Backend) -> Iterator[Gateway]:
+    """The gateway on each backend, on a real socket."""
+    with Gateway.start(
+        home=tmp_path / "gateway", database=backend.database, broker=backend.broker
+    ) as running:
         yield running

@@ -4,14 +4,16 @@ the real store and real Dramatiq workers (in-process broker or Redis)."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import email
+import os
 import re
 import email.policy
 import smtplib
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Iterator
@@ -35,6 +37,96 @@ from store.tickets import load_ticket
 DOMAIN = "support.example.org"
 SUPPORT = f"support@{DOMAIN}"
 
+POSTGRES_ADMIN_URL = os.environ.get(
+    "MAILGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("MAILGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+DATABASES = ("sqlite", "postgresql")
+BROKERS = ("stub", "redis")
+
+_template_lock = threading.Lock()
+_template_name: str | None = None
+
+
+def _postgres_url(name: str) -> str:
+    return f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+
+def _migrated_template() -> str:
+    """Return a database at the head revision to copy, made once per process."""
+    global _template_name
+    import psycopg
+
+    with _template_lock:
+        if _template_name is None:
+            name = f"mailgate_test_template_{uuid.uuid4().hex[:12]}"
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as db:
+                db.execute(f'CREATE DATABASE "{name}"')
+            atexit.register(_drop_database, name)
+            engine = make_engine(_postgres_url(name))
+            migrate.upgrade(engine)
+            # CREATE DATABASE ... TEMPLATE needs the template without sessions.
+            engine.dispose()
+            _template_name = name
+        return _template_name
+
+
+def _drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """Yield the URL of a new PostgreSQL database at the head revision; drop it after."""
+    import psycopg
+
+    template = _migrated_template()
+    name = f"mailgate_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as db:
+        db.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _postgres_url(name)
+    finally:
+        _drop_database(name)
+
+
+@contextmanager
+def backend_settings(database: str = "sqlite", broker: str = "stub") -> Iterator[dict[str, str]]:
+    """Yield settings for a fresh ``database`` and a ``broker`` namespace of
+    its own: ``{}`` for SQLite under the home folder and the in-process broker.
+    """
+    if database not in DATABASES or broker not in BROKERS:
+        raise ValueError(f"unknown backend {database}/{broker}; use {DATABASES} and {BROKERS}")
+    settings: dict[str, str] = {}
+    with ExitStack() as stack:
+        if broker == "redis":
+            namespace = f"mailgate-test-{uuid.uuid4().hex[:8]}"
+            settings.update(redis_url=REDIS_URL, redis_namespace=namespace)
+            stack.callback(_delete_redis_namespace, namespace)
+        if database == "postgresql":
+            settings["database_url"] = stack.enter_context(fresh_postgres_database())
+        yield settings
+
+
+def _delete_redis_namespace(namespace: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def as_environment(settings: dict[str, str]) -> dict[str, str]:
+    """Return ``settings`` as MAILGATE_* variables, for a child process."""
+    return {f"MAILGATE_{name.upper()}": value for name, value in settings.items()}
+
 
 class Gateway:
     def __init__(self, app: App, broker: dramatiq.Broker, actors: Actors, worker: dramatiq.Worker):
@@ -48,42 +140,46 @@ class Gateway:
 
     @classmethod
     @contextmanager
-    def start(cls, home: Path, *, sweep: bool = False, **settings: Any) -> Iterator[Gateway]:
+    def start(
+        cls, home: Path, database: str = "sqlite", broker: str = "stub", *, sweep: bool = False,
+        **settings: Any,
+    ) -> Iterator[Gateway]:
+        """Run a gateway on ``database`` ("sqlite" or "postgresql", a fresh
+        one dropped afterwards) and ``broker`` ("stub" or "redis", in a
+        namespace of its own). A ``database_url`` or ``redis_url`` in
+        ``settings`` wins over these."""
         settings.setdefault("domain", DOMAIN)
         settings.setdefault("ticket_tag_prefix", "#")
-        loaded = load_settings(home=home, **settings)
-        if loaded.database_url:
-            engine = make_engine(loaded.database_url)
-            migrate.upgrade(engine)
-            engine.dispose()
-        app = App.create(loaded)
-        namespace = f"mailgate-test-{uuid.uuid4().hex[:8]}"
-        from mailgate import actors as actors_module
-
-        broker = (
-            actors_module.RedisBroker(url=app.settings.redis_url, namespace=namespace)
-            if app.settings.redis_url
-            else make_broker(app.settings)
-        )
-        actors = declare_actors(app, broker)
-        worker = start_worker(broker, 2)
-        gateway = cls(app, broker, actors, worker)
-        gateway._serve()
-        sweeper = None
-        if sweep:
-            sweeper = Sweeper(app, actors, app.settings.sweep_interval_seconds)
-            sweeper.start()
-        try:
-            yield gateway
-        finally:
-            if sweeper is not None:
-                sweeper.stop()
-            gateway.stop()
+        with ExitStack() as stack:
+            settings = {**stack.enter_context(backend_settings(database, broker)), **settings}
+            if settings.get("redis_url"):
+                settings.setdefault("redis_namespace", f"mailgate-test-{uuid.uuid4().hex[:8]}")
+            loaded = load_settings(home=home, **settings)
+            if loaded.database_url:
+                engine = make_engine(loaded.database_url)
+                migrate.upgrade(engine)
+                engine.dispose()
+            app = App.create(loaded)
+            dramatiq_broker = make_broker(app.settings)
+            actors = declare_actors(app, dramatiq_broker)
+            worker = start_worker(dramatiq_broker, 2)
+            gateway = cls(app, dramatiq_broker, actors, worker)
+            gateway._serve()
+            sweeper = None
+            if sweep:
+                sweeper = Sweeper(app, actors, app.settings.sweep_interval_seconds)
+                sweeper.start()
+            try:
+                yield gateway
+            finally:
+                if sweeper is not None:
+                    sweeper.stop()
+                gateway.stop()
 
     def _serve(self) -> None:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            start_smtp_server(self.app, "127.0.0.1", 0, self.actors.enqueue_spool), self.loop
+            start_smtp_server(self.app, "127.0.0.1", 0, self.actors.received), self.loop
         )
         self.server = future.result(timeout=10)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -120,6 +216,18 @@ class Gateway:
             self.broker.flush_all()
         self.broker.close()
         self.app.close()
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment for a ``mailgate`` child process on this gateway's
+        database and broker."""
+        settings = self.app.settings
+        env = {**os.environ, "MAILGATE_HOME": str(settings.home), "MAILGATE_DOMAIN": settings.domain}
+        if settings.database_url:
+            env["MAILGATE_DATABASE_URL"] = settings.database_url
+        if settings.redis_url:
+            env["MAILGATE_REDIS_URL"] = settings.redis_url
+            env["MAILGATE_REDIS_NAMESPACE"] = settings.redis_namespace
+        return env
 
     # -- set-up ---------------------------------------------------------
 

@@ -18,11 +18,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class ServeProcess:
-    """A ``mailgate serve`` child whose log lines are collected."""
+class MailgateProcess:
+    """A ``mailgate`` child process whose log lines are collected."""
 
-    def __init__(self, home: Path, port: int, http_port: int | None = None, **env: str) -> None:
-        self.http_port = http_port or free_port()
+    def __init__(self, args: list[str], home: Path, **env: str) -> None:
         environment = {
             **os.environ,
             "MAILGATE_HOME": str(home),
@@ -31,15 +30,17 @@ class ServeProcess:
             **env,
         }
         self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "mailgate", "serve",
-                "--smtp-port", str(port), "--http-port", str(self.http_port),
-            ],
+            [sys.executable, "-m", "mailgate", *args],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=environment,
         )
         self.lines: list[str] = []
         self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def _read(self) -> None:
         assert self.process.stderr is not None
@@ -52,7 +53,13 @@ class ServeProcess:
     def wait_ready(self, timeout: float = 60.0) -> None:
         if not self._ready.wait(timeout):
             self.process.kill()
-            raise TimeoutError("mailgate serve not ready:\n" + "\n".join(self.lines[-30:]))
+            raise TimeoutError("mailgate not ready:\n" + "\n".join(self.lines[-30:]))
+
+    def log_text(self) -> str:
+        """Return every line logged so far, once the process has exited."""
+        if self.process.poll() is not None:
+            self._reader.join(10)
+        return "\n".join(self.lines)
 
     def stop(self, timeout: float = 60.0) -> int:
         self.process.terminate()
@@ -61,6 +68,20 @@ class ServeProcess:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(30)
+
+
+class ServeProcess(MailgateProcess):
+    """``mailgate serve`` on the given SMTP port, with ``args`` after it."""
+
+    def __init__(
+        self, home: Path, port: int, http_port: int | None = None,
+        args: tuple[str, ...] = (), **env: str,
+    ) -> None:
+        self.http_port = http_port or free_port()
+        super().__init__(
+            ["serve", "--smtp-port", str(port), "--http-port", str(self.http_port), *args],
+            home, **env,
+        )
 
 
 def wait_for(condition, timeout: float = 120.0, interval: float = 0.2) -> None:

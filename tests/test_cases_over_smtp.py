@@ -17,7 +17,7 @@ import pytest
 from mailgate.tokens import CUSTOMER_USER_ID, issue_token
 from store.directory import find_user_by_email
 from store.models import OutboxEntry, OutboxState, Ticket, utcnow
-from tests.conftest import SHARED
+from tests.conftest import SHARED, Backend
 from tests.harness import SUPPORT, Gateway
 
 CASES = SHARED / "cases"
@@ -37,8 +37,11 @@ def case_bytes(number: str) -> bytes:
 
 
 @pytest.fixture
-def desk(tmp_path: Path):
-    with Gateway.start(home=tmp_path / "cases", ticket_tag_prefix="EX-") as gateway:
+def desk(tmp_path: Path, backend: Backend):
+    with Gateway.start(
+        home=tmp_path / "cases", database=backend.database, broker=backend.broker,
+        ticket_tag_prefix="EX-",
+    ) as gateway:
         gateway.add_queue(address=SUPPORT)
         gateway.add_agent("carol", AGENT)
         yield gateway

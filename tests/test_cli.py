@@ -26,7 +26,9 @@ def mailgate(home: Path, *args: str, input: bytes | None = None, **env: str) -> 
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def home(tmp_path: Path, backend_env: dict[str, str]) -> Path:
+    """A home with one queue and agent, on each backend (``backend_env``
+    puts its settings in the environment that ``mailgate`` inherits)."""
     home = tmp_path / "home"
     assert mailgate(home, "queues", "add", "Support", "--address", SUPPORT).returncode == 0
     result = mailgate(home, "users", "add", "carol", "--email", "carol@example.org",

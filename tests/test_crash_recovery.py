@@ -39,7 +39,7 @@ def send_batch(port: int, sender: int, acked: list[str], lock: threading.Lock) -
         print(f"sender {sender} stopped: {error!r}")
 
 
-def test_sigkill_loses_and_doubles_nothing(tmp_path: Path) -> None:
+def test_sigkill_loses_and_doubles_nothing(tmp_path: Path, backend_env: dict[str, str]) -> None:
     home = tmp_path / "home"
     app = App.create(load_settings(home=home, domain="support.example.org"))
     add_queue(app.sessions, "Support", SUPPORT)

@@ -29,8 +29,7 @@ def desk(gateway: Gateway):
 
 
 def forward(gateway: Gateway, ticket_id: int, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MAILGATE_HOME": str(gateway.app.settings.home),
-           "MAILGATE_DOMAIN": gateway.app.settings.domain}
+    env = gateway.cli_env()
     result = subprocess.run(
         [sys.executable, "-m", "mailgate", "tickets", "forward", str(ticket_id), *args, "--as", "fran"],
         capture_output=True, env=env, timeout=60,

@@ -34,8 +34,7 @@ def desk(gateway: Gateway) -> Gateway:
 
 
 def cli(desk: Gateway, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MAILGATE_HOME": str(desk.app.settings.home),
-           "MAILGATE_DOMAIN": desk.app.settings.domain}
+    env = desk.cli_env()
     return subprocess.run([sys.executable, "-m", "mailgate", *args], capture_output=True,
                           env=env, timeout=60)
 

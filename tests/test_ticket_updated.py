@@ -74,8 +74,7 @@ def test_note_author_gets_no_update(desk) -> None:
 
 def test_changes_together_make_one_mail(desk) -> None:
     gateway, ticket_id = desk
-    env = {**os.environ, "MAILGATE_HOME": str(gateway.app.settings.home),
-           "MAILGATE_DOMAIN": gateway.app.settings.domain}
+    env = gateway.cli_env()
     result = subprocess.run(
         [sys.executable, "-m", "mailgate", "tickets", "update", str(ticket_id), "--stage", "pending",
          "--tag", "printer", "--escalation", "2", "--as", "mona"],

@@ -16,7 +16,8 @@ from mailgate.cli.records import outbox, spool, tickets
 from mailgate.cli.rules import rules
 from mailgate.cli.run import db, ingest, serve, worker
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The process id tells apart the lines of a supervisor and its workers.
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -29,13 +30,18 @@ def cli(verbose: bool) -> None:
       mailgate queues add Support --address support@example.org
       mailgate users add ana --email ana@example.org --role frontline --queue Support
       mailgate serve --smtp-port 2525
+      mailgate serve --role smtp,http
+      mailgate worker --processes 4 --threads 4
       mailgate ingest < message.eml
       mailgate tickets show 1 --json
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr
-    )
-    if not verbose:
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
+
+
+def configure_logging(level: int) -> None:
+    """Log to stderr at ``level``; also used by worker processes."""
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+    if level > logging.DEBUG:
         # Alembic reports every schema check at INFO (store.migrate logs the
         # upgrades), aiosmtpd every SMTP command, and mail-parser warns about
         # each MIME part it does not use, which our parser handles itself.

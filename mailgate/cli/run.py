@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import OperationalError
 
+from mailgate.app import App, SchemaOutOfDate
 from mailgate.cli.context import get_settings, open_app
 from mailgate.errors import MessageRejected, SpoolUnavailable
 from mailgate.listeners.pipe import (
@@ -23,57 +23,86 @@ from mailgate.listeners.pipe import ingest as ingest_message
 log = logging.getLogger(__name__)
 
 
+ROLE_HELP = (
+    "Roles this process runs, comma-separated or repeated: smtp, imap, http, "
+    "worker, or all.  [default: all]"
+)
+
+
 @click.command()
+@click.option("--role", "roles", multiple=True, metavar="ROLES", help=ROLE_HELP)
 @click.option("--smtp-host", help="Address to listen on for SMTP.  [default: 127.0.0.1]")
 @click.option("--smtp-port", type=int, help="Port to listen on for SMTP.  [default: 2525]")
 @click.option("--http-host", help="Address to listen on for HTTP.  [default: 127.0.0.1]")
 @click.option("--http-port", type=int, help="Port to listen on for HTTP.  [default: 8025]")
 @click.option("--threads", type=int, help="Worker threads.  [default: 4]")
 def serve(
+    roles: tuple[str, ...],
     smtp_host: str | None,
     smtp_port: int | None,
     http_host: str | None,
     http_port: int | None,
     threads: int | None,
 ) -> None:
-    """Run the SMTP listener, the HTTP API, the workers and the sweeper in one process."""
-    from mailgate.serve import run_serve
+    """Run the SMTP listener, the HTTP API, the workers and the sweeper.
 
-    run_serve(get_settings(
+    \b
+    Every role runs in this one process unless --role names some: e.g.
+    --role smtp,http on listener hosts, with 'mailgate worker' processes
+    (on MAILGATE_REDIS_URL) doing the work. Every process serves /healthz
+    and /metrics on its HTTP port; the API needs the http role.
+    """
+    from mailgate.serve import RoleError, parse_roles, run_serve
+
+    settings = get_settings(
         smtp_host=smtp_host, smtp_port=smtp_port, http_host=http_host, http_port=http_port,
         worker_threads=threads,
-    ))
+    )
+    try:
+        run_serve(settings, parse_roles(roles))
+    except RoleError as error:
+        raise click.UsageError(str(error)) from None
+    except (SchemaOutOfDate, OperationalError) as error:
+        raise _startup_error(error) from None
 
 
 @click.command()
-@click.option("--threads", type=int, help="Worker threads.  [default: 4]")
-def worker(threads: int | None) -> None:
-    """Run Dramatiq workers and the sweeper on Redis (MAILGATE_REDIS_URL)."""
-    from mailgate.actors import declare_actors, make_broker, start_worker
-    from mailgate.sweeper import Sweeper
+@click.option("--processes", type=int, help="Worker processes.  [default: 1]")
+@click.option("--threads", type=int, help="Worker threads per process.  [default: 4]")
+@click.option("--http-host", help="Address to serve /healthz and /metrics on.  [default: 127.0.0.1]")
+@click.option("--http-port", type=int, help="Port to serve /healthz and /metrics on.  [default: 8025]")
+def worker(
+    processes: int | None, threads: int | None, http_host: str | None, http_port: int | None
+) -> None:
+    """Run Dramatiq worker processes and the sweeper on Redis (MAILGATE_REDIS_URL).
 
-    settings = get_settings(worker_threads=threads)
+    \b
+    This process supervises the worker processes: it restarts one that
+    dies, serves /healthz and /metrics for all of them, and on SIGTERM lets
+    each finish the messages in hand before it exits.
+    """
+    from mailgate.workers import run_worker_pool
+
+    overrides = {
+        "worker_processes": processes, "worker_threads": threads,
+        "http_host": http_host, "http_port": http_port,
+    }
+    settings = get_settings(**overrides)
     if not settings.redis_url:
         raise click.ClickException(
             "mailgate worker needs MAILGATE_REDIS_URL (e.g. redis://127.0.0.1:6379/0); "
             "without Redis, 'mailgate serve' runs the workers in-process"
         )
-    app = open_app(settings, must_exist=False)
-    broker = make_broker(settings)
-    actors = declare_actors(app, broker)
-    running = start_worker(broker, settings.worker_threads)
-    sweeper = Sweeper(app, actors, settings.sweep_interval_seconds)
-    sweeper.start()
-    log.info("mailgate worker ready: %s", settings.summary())
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
-    log.info("stopping worker")
-    sweeper.stop()
-    running.stop(timeout=30_000)
-    broker.close()
-    log.info("mailgate worker stopped")
+    try:
+        run_worker_pool(settings, overrides)
+    except (SchemaOutOfDate, OperationalError) as error:
+        raise _startup_error(error) from None
+
+
+def _startup_error(error: Exception) -> click.ClickException:
+    if isinstance(error, OperationalError):
+        return click.ClickException(f"database unavailable: {error.orig or error}")
+    return click.ClickException(str(error))
 
 
 @click.command()
@@ -114,7 +143,23 @@ def ingest(file: Path | None, sender: str, recipients: tuple[str, ...]) -> None:
     except (SpoolUnavailable, OSError) as error:
         click.echo(f"mailgate ingest: temporary failure: {error}", err=True)
         raise click.exceptions.Exit(EX_TEMPFAIL) from None
+    _enqueue_ingested(app, spool_id)
     click.echo(f"queued as {spool_id}")
+
+
+def _enqueue_ingested(app: App, spool_id: int) -> None:
+    """Hand the spooled mail to the workers on Redis at once; without Redis,
+    or when Redis fails, a sweeper of 'mailgate serve' or 'mailgate worker'
+    picks the row up within MAILGATE_SWEEP_INTERVAL_SECONDS."""
+    if not app.settings.redis_url:
+        return
+    from mailgate.actors import declare_actors, make_broker
+
+    broker = make_broker(app.settings)
+    try:
+        declare_actors(app, broker).received(spool_id, source="ingest")
+    finally:
+        broker.close()
 
 
 @click.group()

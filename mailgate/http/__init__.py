@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mailgate.app import App
-from mailgate.http import alerts, health, rules, tickets
+from mailgate.http import alerts, health, metrics, rules, tickets
 from store.operations import OperationError
 from store.permissions import PermissionDenied
 
 log = logging.getLogger(__name__)
 
+# Routers of the JSON API, served only by processes that run the http role.
+# Every process serves /healthz and /metrics.
+API_ROUTERS: list[APIRouter] = [tickets.router, alerts.router, rules.router]
 
-def create_http_app(app: App) -> FastAPI:
+
+def create_http_app(app: App, *, api: bool = True) -> FastAPI:
     """Build the ASGI application; routers find ``app`` on ``request.app.state``."""
     http = FastAPI(title="mailgate", version="0.1.0")
     http.state.mailgate = app
+    health.install_probes(http.state, app)
     http.include_router(health.router)
-    http.include_router(tickets.router)
-    http.include_router(alerts.router)
-    http.include_router(rules.router)
+    http.include_router(metrics.router)
+    if api:
+        for router in API_ROUTERS:
+            http.include_router(router)
 
     @http.exception_handler(PermissionDenied)
     def permission_denied(request: Request, error: PermissionDenied) -> JSONResponse:

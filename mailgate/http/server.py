@@ -13,11 +13,14 @@ from mailgate.http import create_http_app
 log = logging.getLogger(__name__)
 
 
-async def start_http_server(app: App, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
+async def start_http_server(
+    app: App, host: str, port: int, *, api: bool = True
+) -> tuple[uvicorn.Server, asyncio.Task]:
     """Start serving and return the server and its task; set
-    ``server.should_exit`` to stop it."""
+    ``server.should_exit`` to stop it. Without ``api`` only /healthz and
+    /metrics are served."""
     config = uvicorn.Config(
-        create_http_app(app), host=host, port=port, log_level="warning", lifespan="off",
+        create_http_app(app, api=api), host=host, port=port, log_level="warning", lifespan="off",
         access_log=False,
     )
     server = uvicorn.Server(config)

@@ -10,3 +10,5 @@ RCPT_INVALID = "501 5.1.3 Invalid recipient address"
 NOT_A_MESSAGE = "554 5.6.0 Not a message: {problem}"
 SPOOL_UNAVAILABLE = "451 4.3.0 Spool unavailable, try again later"
 QUEUED = "250 2.0.0 queued as {spool_id}"
+# RFC 5321 3.8: a server that shuts down answers 421 and closes the session.
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"

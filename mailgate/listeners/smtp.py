@@ -30,6 +30,90 @@ LINE_LENGTH_LIMIT = 64 * 1024
 class GatewaySMTP(SMTP):
     line_length_limit = LINE_LENGTH_LIMIT
 
+    def __init__(
+        self, *args: Any, sessions: set[GatewaySMTP] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # The open sessions of this session's listener, for a graceful stop.
+        self._open_sessions = sessions if sessions is not None else set()
+        self.in_data = False
+        self.closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._open_sessions.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._open_sessions.discard(self)
+        super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # Between "DATA" and the reply to the final dot (which is sent only
+        # after the spool commit), a shutdown waits for this session.
+        if self.closing:
+            await self.push(replies.SHUTTING_DOWN)
+            self.close_session()
+            return
+        self.in_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.in_data = False
+
+    def close_session(self, reply: str | None = None) -> None:
+        """Send ``reply`` (e.g. 421) if given and close the connection."""
+        if self.transport is None:
+            return
+        if reply:
+            self.transport.write(reply.encode("ascii") + b"\r\n")
+        self.transport.close()
+
+
+class SMTPListener:
+    """The listening socket and its open sessions, for a graceful stop."""
+
+    def __init__(self, server: asyncio.Server, sessions: set[GatewaySMTP]) -> None:
+        self.server = server
+        self.sessions = sessions
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        return tuple(self.server.sockets)
+
+    def close(self) -> None:
+        self.server.close()
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_closed()
+
+    async def shutdown(self, grace_seconds: float) -> None:
+        """Stop accepting connections and close every session with 421.
+
+        Sessions receiving DATA or spooling it get up to ``grace_seconds``
+        to finish, so a mail in hand is acknowledged or, past the grace time,
+        left unacknowledged for the sender to retry. Idle sessions are
+        closed at once.
+        """
+        self.server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        for session in list(self.sessions):
+            session.closing = True
+        while self.sessions and loop.time() < deadline:
+            for session in list(self.sessions):
+                if not session.in_data:
+                    session.close_session(replies.SHUTTING_DOWN)
+            await asyncio.sleep(0.05)
+        busy = [session for session in self.sessions if session.in_data]
+        if busy:
+            log.warning(
+                "SMTP shutdown grace time of %.0fs elapsed; closing %d sessions in "
+                "DATA, whose mail is not acknowledged", grace_seconds, len(busy),
+            )
+        for session in list(self.sessions):
+            session.close_session(replies.SHUTTING_DOWN)
+        await self.server.wait_closed()
+
 
 class SpoolHandler:
     """aiosmtpd handler that spools every accepted message."""
@@ -108,11 +192,12 @@ def _peer(peer: Any) -> str | None:
 
 async def start_smtp_server(
     app: App, host: str, port: int, on_spooled: Callable[[int], None]
-) -> asyncio.Server:
-    """Listen on ``host:port`` in the running loop and return the server."""
+) -> SMTPListener:
+    """Listen on ``host:port`` in the running loop and return the listener."""
     handler = SpoolHandler(app, on_spooled)
     loop = asyncio.get_running_loop()
     limit = app.settings.max_message_bytes
+    sessions: set[GatewaySMTP] = set()
 
     def factory() -> GatewaySMTP:
         return GatewaySMTP(
@@ -123,6 +208,8 @@ async def start_smtp_server(
             hostname=app.settings.domain,
             ident="mailgate",
             loop=loop,
+            sessions=sessions,
         )
 
-    return await loop.create_server(factory, host=host, port=port)
+    server = await loop.create_server(factory, host=host, port=port)
+    return SMTPListener(server, sessions)
