@@ -15,21 +15,29 @@ from sqlalchemy.orm import Session
 
 from mailgate.app import App, is_served
 from mailgate.automatic import automatic_reason
-from mailgate.bounces import DeliveryReport, read_delivery_report
+from mailgate.bounces import DeliveryReport
 from mailgate.notifications import queue_acknowledgement, queue_new_ticket_notifications
-from mailgate.parsing import ParsedMail, ParseError, parse_message
+from mailgate.outbound.compose import is_valid_address
+from mailgate.parsing import MessageLimits, ParsedMail, ParseError
+from mailgate.reply_checks import (
+    check_reply_authentication,
+    check_reply_sender,
+    queue_rejection_notice,
+)
 from mailgate.routing import (
     choose_queue,
     dedupe_key,
-    dmarc_failed,
     find_referenced_ticket,
     reply_token_candidates,
 )
+from mailgate.sandbox import parse_spooled_mail
+from mailgate.settings import Settings
+from mailgate.suppression import record_hard_bounces, withhold_limited_mail
 from mailgate.tokens import CUSTOMER_USER_ID, ReplyToken, TokenError, verify_token
 from mailgate.trimming import trim_reply
 from store.directory import normalize_address, queue_addresses
 from store.history import SYSTEM_ACTOR, record_history
-from store.models import ProcessedMail, SpoolEntry, SpoolState, Ticket, User
+from store.models import ProcessedMail, SpoolEntry, SpoolState, Ticket, User, utcnow
 from store.spool import finish_spool_entry, lock_spool_entry, mark_failed
 from store.tickets import (
     NewAttachment,
@@ -54,28 +62,45 @@ class Outcome:
     outbox_ids: list[int] = field(default_factory=list)
 
 
-def process_spool_entry(app: App, spool_id: int) -> Outcome | None:
-    """Process one spool row; return None when it was not pending."""
+def process_spool_entry(app: App, spool_id: int, *, release: bool = False) -> Outcome | None:
+    """Process one spool row; return None when it was not pending.
+
+    With ``release`` a held row is processed instead, as if its sender's
+    authentication had passed (``mailgate spool release``).
+    """
+    expected_state = SpoolState.HELD.value if release else SpoolState.PENDING.value
     with app.sessions() as session:
         entry = session.get(SpoolEntry, spool_id)
-        if entry is None or entry.state != SpoolState.PENDING.value:
+        if entry is None or entry.state != expected_state:
             return None
         raw, mail_from, rcpt_tos = entry.raw, entry.mail_from, list(entry.rcpt_tos)
         source = entry.source
     try:
-        mail = parse_message(raw)
+        parsed = parse_spooled_mail(
+            raw, message_limits(app.settings),
+            pool_size=app.settings.worker_threads,
+            timeout_seconds=app.settings.parse_timeout_seconds,
+            memory_limit_bytes=app.settings.parse_memory_limit_bytes,
+        )
     except ParseError as error:
         log.warning("spool id=%s cannot be parsed: %s", spool_id, error)
         mark_failed(app.sessions, spool_id, f"cannot be parsed: {error}")
         return Outcome(SpoolState.FAILED, reason=str(error))
+    mail = parsed.mail
     envelope_sender = mail_from if source == "smtp" or mail_from else None
     with app.sessions.begin() as session:
         entry = lock_spool_entry(session, spool_id)
-        if entry is None or entry.state != SpoolState.PENDING.value:
+        if entry is None or entry.state != expected_state:
             return None
         entry.attempts += 1
         entry.message_id = mail.message_id
-        outcome = _decide_and_act(app, session, entry, mail, raw, envelope_sender, rcpt_tos)
+        outcome = _decide_and_act(
+            app, session, entry, mail, raw, envelope_sender, rcpt_tos,
+            report=parsed.report, released=release,
+        )
+        outcome.outbox_ids = withhold_limited_mail(
+            session, app.settings, outcome.outbox_ids, utcnow()
+        )
         finish_spool_entry(
             entry, outcome.state, error=outcome.reason or None, ticket_id=outcome.ticket_id
         )
@@ -88,6 +113,20 @@ def process_spool_entry(app: App, spool_id: int) -> Outcome | None:
     return outcome
 
 
+def message_limits(settings: Settings) -> MessageLimits:
+    """Return the pre-parse limits the settings configure."""
+    return MessageLimits(
+        max_message_bytes=settings.max_message_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_header_field_bytes=settings.max_header_field_bytes,
+        max_line_bytes=settings.max_line_bytes,
+        max_mime_depth=settings.max_mime_depth,
+        max_mime_parts=settings.max_mime_parts,
+        max_attachments=settings.max_attachments,
+        max_attachment_bytes=settings.max_attachment_bytes,
+    )
+
+
 def _decide_and_act(
     app: App,
     session: Session,
@@ -96,6 +135,9 @@ def _decide_and_act(
     raw: bytes,
     envelope_sender: str | None,
     rcpt_tos: list[str],
+    *,
+    report: DeliveryReport | None,
+    released: bool,
 ) -> Outcome:
     key = dedupe_key(mail, raw)
     if session.get(ProcessedMail, key) is not None:
@@ -104,7 +146,10 @@ def _decide_and_act(
         # A savepoint, so that a twin of this mail committed by another
         # worker meanwhile undoes only this mail's changes.
         with session.begin_nested():
-            outcome = _act(app, session, entry, mail, raw, envelope_sender, rcpt_tos)
+            outcome = _act(
+                app, session, entry, mail, raw, envelope_sender, rcpt_tos,
+                report=report, released=released,
+            )
             if outcome.state == SpoolState.PROCESSED:
                 session.add(ProcessedMail(dedupe_key=key, spool_id=entry.id))
                 session.flush()
@@ -127,8 +172,10 @@ def _act(
     raw: bytes,
     envelope_sender: str | None,
     rcpt_tos: list[str],
+    *,
+    report: DeliveryReport | None,
+    released: bool,
 ) -> Outcome:
-    report = read_delivery_report(raw)
     if report is not None:
         return _delivery_report(app, session, entry, report)
     settings = app.settings
@@ -140,11 +187,14 @@ def _act(
     tokens = reply_token_candidates(rcpt_tos, mail)
     ticket = None
     if tokens:
-        token_or_outcome = _verify_tokens(app, session, tokens)
+        token_or_outcome = _verify_tokens(app, session, mail, tokens)
         if isinstance(token_or_outcome, Outcome):
             return token_or_outcome
         token, ticket = token_or_outcome
         if token.user_id != CUSTOMER_USER_ID:
+            problem = _check_agent_reply(app, session, mail, raw, token, ticket, released)
+            if problem is not None:
+                return problem
             return _agent_reply(app, session, entry, mail, token, ticket, automatic)
     if ticket is None:
         ticket = find_referenced_ticket(session, mail, settings.ticket_tag_prefix)
@@ -222,7 +272,9 @@ def _new_ticket(
     outbox = queue_new_ticket_notifications(app, session, ticket, queue, mail.text, stored)
     if automatic:
         log.info("ticket=%s gets no acknowledgement: automatic mail (%s)", ticket.id, automatic)
-    elif ticket.requester_email:
+    elif not is_valid_address(ticket.requester_email):
+        log.info("ticket=%s gets no acknowledgement: requester address is not valid", ticket.id)
+    else:
         acknowledgement = queue_acknowledgement(app, session, ticket, queue, mail.message_id)
         if acknowledgement is not None:
             outbox.append(acknowledgement)
@@ -256,30 +308,82 @@ def _delivery_report(
             diagnostic=recipient.diagnostic, spool_id=entry.id,
             original_message_ids=list(report.original_message_ids),
         )
-    # TODO: suppress an address after repeated hard bounces.
+    record_hard_bounces(
+        session, report, threshold=app.settings.suppress_after_hard_bounces, now=utcnow()
+    )
     return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id)
 
 
 def _verify_tokens(
-    app: App, session: Session, tokens: list[str]
+    app: App, session: Session, mail: ParsedMail, tokens: list[str]
 ) -> tuple[ReplyToken, Ticket] | Outcome:
     """Return the first valid token and its ticket, or a rejection saying
     why none is valid. A mail that carries a token but no valid one is
     rejected rather than taken as new mail, so a forged reply never reaches
-    a ticket by another path."""
+    a ticket by another path. The owner of an expired token, or of one of
+    a retired key, is told (never the sender)."""
     errors = []
+    notice: tuple[TokenError, Ticket] | None = None
     for candidate in tokens:
         try:
             token = verify_token(candidate, app.keys_by_id)
         except TokenError as error:
             errors.append(str(error))
+            owned = session.get(Ticket, error.token.ticket_id) if error.token else None
+            if notice is None and owned is not None:
+                notice = (error, owned)
             continue
         ticket = session.get(Ticket, token.ticket_id)
         if ticket is None:
             errors.append(f"token names ticket {token.ticket_id}, which does not exist")
             continue
         return token, ticket
-    return Outcome(SpoolState.REJECTED, reason="; ".join(dict.fromkeys(errors)))
+    outcome = Outcome(SpoolState.REJECTED, reason="; ".join(dict.fromkeys(errors)))
+    if notice is not None:
+        error, ticket = notice
+        assert error.token is not None
+        outcome.ticket_id = ticket.id
+        if error.token.user_id != CUSTOMER_USER_ID:
+            _queue_notice(app, session, outcome, ticket, error.token.user_id, error.reason, mail)
+    return outcome
+
+
+def _check_agent_reply(
+    app: App,
+    session: Session,
+    mail: ParsedMail,
+    raw: bytes,
+    token: ReplyToken,
+    ticket: Ticket,
+    released: bool,
+) -> Outcome | None:
+    """Reject a reply from another sender than the token's owner, and hold
+    one whose sender fails authentication unless an operator released it."""
+    problem = check_reply_sender(session, token, mail)
+    if problem is None and not released:
+        problem = check_reply_authentication(app, mail, raw)
+    if problem is None:
+        return None
+    outcome = Outcome(problem.state, reason=problem.reason, ticket_id=ticket.id)
+    if problem.notice is not None:
+        _queue_notice(app, session, outcome, ticket, token.user_id, problem.notice, mail)
+    return outcome
+
+
+def _queue_notice(
+    app: App,
+    session: Session,
+    outcome: Outcome,
+    ticket: Ticket,
+    user_id: int,
+    reason: str,
+    mail: ParsedMail,
+) -> None:
+    claimed = mail.from_.email if mail.from_ else ""
+    notice = queue_rejection_notice(app, session, ticket, user_id, reason, claimed)
+    if notice is not None:
+        session.flush()
+        outcome.outbox_ids.append(notice.id)
 
 
 def _agent_reply(
@@ -303,11 +407,6 @@ def _agent_reply(
         return Outcome(
             SpoolState.REJECTED, ticket_id=ticket.id,
             reason=f"sender {sender or '(none)'} is not the agent the token was issued to",
-        )
-    if dmarc_failed(mail):
-        return Outcome(
-            SpoolState.REJECTED, ticket_id=ticket.id,
-            reason="Authentication-Results reports dmarc=fail",
         )
     if automatic:
         return Outcome(

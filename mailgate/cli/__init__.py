@@ -11,6 +11,7 @@ from mailgate.cli.admin import queues, users
 from mailgate.cli.context import CONTEXT_SETTINGS
 from mailgate.cli.records import outbox, spool, tickets
 from mailgate.cli.run import db, ingest, serve, worker
+from mailgate.cli.suppressions import suppressions
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -40,7 +41,7 @@ def cli(verbose: bool) -> None:
         logging.getLogger("mailparser").setLevel(logging.ERROR)
 
 
-for command in (serve, worker, ingest, db, queues, users, tickets, spool, outbox):
+for command in (serve, worker, ingest, db, queues, users, tickets, spool, outbox, suppressions):
     cli.add_command(command)
 
 
