@@ -72,13 +72,31 @@ def _strip_comments(value: str) -> str:
     return "".join(out)
 
 
+def _split_statements(value: str) -> list[str]:
+    """Split at semicolons outside quoted strings."""
+    statements = [""]
+    quoted = escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == ";" and not quoted:
+            statements.append("")
+            continue
+        statements[-1] += char
+    return statements
+
+
 def parse_authentication_results(value: str) -> tuple[str, list[tuple[str, str]]]:
     """Return the authserv-id and the (method, result) pairs of one field value.
 
     Methods and results are lower-cased. A value ``authserv-id; none``
     has no pairs.
     """
-    statements = _strip_comments(value).split(";")
+    statements = _split_statements(_strip_comments(value))
     authserv_id = statements[0].strip().split()[0].lower() if statements[0].strip() else ""
     pairs = []
     for statement in statements[1:]:
@@ -156,7 +174,10 @@ def verify_dkim_signatures(raw: bytes, from_address: str) -> str | None:
         try:
             valid = verifier.verify(idx=index, **lookup)
         except Exception as error:  # noqa: BLE001 - dkimpy raises many kinds
-            problems.append(f"signature {index + 1}: {type(error).__name__}")
+            # The first words of dkimpy's message name the cause, e.g.
+            # "body hash mismatch"; the hashes after them are noise.
+            cause = str(error).split(" (", 1)[0][:120]
+            problems.append(f"signature {index + 1}: {type(error).__name__}: {cause}")
             continue
         signing_domain = (verifier.domain or b"").decode("ascii", "replace").lower()
         if not valid:
