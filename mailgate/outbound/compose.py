@@ -22,8 +22,10 @@ from mailgate.automatic import OWN_MESSAGE_ID_PREFIX
 from mailgate.outbound.rendering import RenderedMail
 from store.models import utcnow
 
-# C0 controls, DEL and C1 controls; a tab becomes a space instead.
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+# Line breaks and tabs become spaces; every other C0 and C1 control and
+# DEL is removed.
+_LINE_BREAKS = re.compile(r"[\t\n\v\f\r\x85\u2028\u2029]")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A deliberately plain addr-spec: dot-atom local part and domain, as we
 # issue and accept them (RFC 5321 4.1.2 without quoted local parts, and
 # RFC 6531 non-ASCII letters allowed).
@@ -53,10 +55,10 @@ class HeaderInjection(RuntimeError):
 
 
 def clean_header_text(value: str) -> str:
-    """Return ``value`` on one line: tabs become spaces, CR, LF and other
-    control characters are removed, runs of spaces collapse, and the result
-    is cut to MAX_HEADER_VALUE_CHARS."""
-    text = _CONTROL_CHARACTERS.sub("", value.replace("\t", " "))
+    """Return ``value`` on one line: line breaks and tabs become spaces,
+    other control characters are removed, runs of spaces collapse, and the
+    result is cut to MAX_HEADER_VALUE_CHARS."""
+    text = _CONTROL_CHARACTERS.sub("", _LINE_BREAKS.sub(" ", value))
     return " ".join(text.split())[:MAX_HEADER_VALUE_CHARS]
 
 
