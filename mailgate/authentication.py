@@ -2,8 +2,8 @@
 
 An ``Authentication-Results`` field (RFC 8601) is trusted only when its
 authserv-id names our own MTA (``MAILGATE_TRUSTED_AUTHSERV_IDS``): anyone
-can write the field into a mail, and only our MTA's copy tells what the
-MTA checked. Without a trusted MTA in front, ``MAILGATE_VERIFY_DKIM``
+can write the field into a mail, and only our MTA's copy reports what
+the MTA checked. Without a trusted MTA in front, ``MAILGATE_VERIFY_DKIM``
 makes the gateway verify DKIM signatures itself with dkimpy.
 
 ``sender_authentication_failure`` returns the reason a reply fails, or
@@ -149,9 +149,9 @@ def _domain_of(address: str) -> str:
 def _aligned(signing_domain: str, from_domain: str) -> bool:
     """Relaxed DMARC alignment: the same domain, or From in a subdomain of it.
 
-    NOTE: without the public suffix list, "co.uk" would align with every
-    "x.co.uk"; a signature of a public suffix is not something real
-    signers produce, so this is accepted.
+    NOTE: without the public suffix list, a signature of "co.uk" would
+    align with every "x.co.uk". Real signers do not sign as a public
+    suffix, so this is accepted.
     """
     return from_domain == signing_domain or from_domain.endswith("." + signing_domain)
 

@@ -18,7 +18,7 @@ from mailgate.automatic import automatic_reason
 from mailgate.bounces import DeliveryReport
 from mailgate.notifications import queue_acknowledgement, queue_new_ticket_notifications
 from mailgate.outbound.compose import is_valid_address
-from mailgate.parsing import MessageLimits, ParsedMail, ParseError
+from mailgate.parsing import ParsedMail, ParseError
 from mailgate.reply_checks import (
     check_reply_authentication,
     check_reply_sender,
@@ -31,7 +31,6 @@ from mailgate.routing import (
     reply_token_candidates,
 )
 from mailgate.sandbox import parse_spooled_mail
-from mailgate.settings import Settings
 from mailgate.suppression import record_hard_bounces, withhold_limited_mail
 from mailgate.tokens import CUSTOMER_USER_ID, ReplyToken, TokenError, verify_token
 from mailgate.trimming import trim_reply
@@ -76,12 +75,7 @@ def process_spool_entry(app: App, spool_id: int, *, release: bool = False) -> Ou
         raw, mail_from, rcpt_tos = entry.raw, entry.mail_from, list(entry.rcpt_tos)
         source = entry.source
     try:
-        parsed = parse_spooled_mail(
-            raw, message_limits(app.settings),
-            pool_size=app.settings.worker_threads,
-            timeout_seconds=app.settings.parse_timeout_seconds,
-            memory_limit_bytes=app.settings.parse_memory_limit_bytes,
-        )
+        parsed = parse_spooled_mail(raw, app.settings)
     except ParseError as error:
         log.warning("spool id=%s cannot be parsed: %s", spool_id, error)
         mark_failed(app.sessions, spool_id, f"cannot be parsed: {error}")
@@ -111,20 +105,6 @@ def process_spool_entry(app: App, spool_id: int, *, release: bool = False) -> Ou
         f" reason={outcome.reason}" if outcome.reason else "",
     )
     return outcome
-
-
-def message_limits(settings: Settings) -> MessageLimits:
-    """Return the pre-parse limits the settings configure."""
-    return MessageLimits(
-        max_message_bytes=settings.max_message_bytes,
-        max_header_bytes=settings.max_header_bytes,
-        max_header_field_bytes=settings.max_header_field_bytes,
-        max_line_bytes=settings.max_line_bytes,
-        max_mime_depth=settings.max_mime_depth,
-        max_mime_parts=settings.max_mime_parts,
-        max_attachments=settings.max_attachments,
-        max_attachment_bytes=settings.max_attachment_bytes,
-    )
 
 
 def _decide_and_act(

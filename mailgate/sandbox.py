@@ -1,11 +1,11 @@
 """Parse spooled mail in child processes, each parse under a time limit.
 
 Why processes and not a thread with a timeout: Python cannot stop a
-thread, so a parse that runs away would keep running (and holding the
-GIL) after its caller gave up, and a hostile mail sent a hundred times
-would leave a hundred such threads. A child process is killed when its
-time is up, runs under an address-space limit (``RLIMIT_AS``), and takes
-a crash in a C extension (lxml, nh3) down with it alone.
+thread. A parse that runs away would keep running, and holding the GIL,
+after its caller gave up, so a hostile mail sent a hundred times would
+leave a hundred such threads. A child process is killed when its time is
+up, runs under an address-space limit (``RLIMIT_AS``), and takes a crash
+in a C extension (lxml, nh3) down with it alone.
 
 Children are forked from a ``forkserver`` that imports the parser once,
 so the gateway's own threads are never forked, and they are kept and
@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from mailgate.bounces import DeliveryReport, read_delivery_report
+from mailgate.settings import Settings
 from mailgate.parsing import (
     MessageLimits,
     ParsedMail,
@@ -190,19 +191,29 @@ def parser_pool(size: int, timeout_seconds: float, memory_limit_bytes: int | Non
         return pool
 
 
-def parse_spooled_mail(
-    raw: bytes,
-    limits: MessageLimits,
-    *,
-    pool_size: int,
-    timeout_seconds: float,
-    memory_limit_bytes: int | None,
-) -> ParsedSpoolMail:
-    """Check ``raw`` against ``limits``, then parse it in a child process.
+def message_limits(settings: Settings) -> MessageLimits:
+    """Return the pre-parse limits the settings configure."""
+    return MessageLimits(
+        max_message_bytes=settings.max_message_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_header_field_bytes=settings.max_header_field_bytes,
+        max_line_bytes=settings.max_line_bytes,
+        max_mime_depth=settings.max_mime_depth,
+        max_mime_parts=settings.max_mime_parts,
+        max_attachments=settings.max_attachments,
+        max_attachment_bytes=settings.max_attachment_bytes,
+    )
+
+
+def parse_spooled_mail(raw: bytes, settings: Settings) -> ParsedSpoolMail:
+    """Check ``raw`` against the configured limits, then parse it in a
+    child process of this process's pool (one child per worker thread).
 
     Raises ParseError (or a subclass naming the limit, the timeout or the
     crash) when the mail cannot be parsed.
     """
-    check_message_limits(raw, limits)
-    pool = parser_pool(pool_size, timeout_seconds, memory_limit_bytes)
+    check_message_limits(raw, message_limits(settings))
+    pool = parser_pool(
+        settings.worker_threads, settings.parse_timeout_seconds, settings.parse_memory_limit_bytes
+    )
     return pool.parse(raw)

@@ -9,6 +9,8 @@ command -v python3 >/dev/null || need_packages+=(python3)
 python3 -c "import venv, ensurepip" 2>/dev/null || need_packages+=(python3-venv)
 command -v pg_ctlcluster >/dev/null || need_packages+=(postgresql)
 command -v redis-server >/dev/null || need_packages+=(redis-server)
+# The DKIM tests make their RSA keys with the openssl command.
+command -v openssl >/dev/null || need_packages+=(openssl)
 if ((${#need_packages[@]})); then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_packages[@]}"

@@ -12,6 +12,7 @@ import pytest
 from mailgate.parsing import LimitExceeded, MessageLimits, ParseError, check_message_limits
 from mailgate.parsing.errors import ParserCrashed, ParseTimeout
 from mailgate.sandbox import ParserPool, parse_spooled_mail
+from mailgate.settings import load_settings
 from store.models import SpoolState
 from tests.harness import SUPPORT, Gateway
 from tests.hostile.builders import mime_nesting_1000, mime_parts_50000, rfc822_nesting_30
@@ -145,12 +146,12 @@ def test_memory_limit_stops_parse() -> None:
         pool.close()
 
 
-def test_parse_errors_come_back_named() -> None:
+def test_parse_errors_come_back_named(tmp_path) -> None:
+    settings = load_settings(home=tmp_path, worker_threads=1)
     with pytest.raises(ParseError, match="no header field"):
-        parse_spooled_mail(
-            b"\x00\x01 not a mail", MessageLimits(),
-            pool_size=1, timeout_seconds=10.0, memory_limit_bytes=None,
-        )
+        parse_spooled_mail(b"\x00\x01 not a mail", settings)
+    with pytest.raises(LimitExceeded, match="more than 500 MIME parts"):
+        parse_spooled_mail(mime_parts_50000(), settings)
 
 
 def test_slow_parse_fails_worker_continues(tmp_path) -> None:
@@ -166,3 +167,23 @@ def test_slow_parse_fails_worker_continues(tmp_path) -> None:
         assert "parsing took longer than 1 s" in slow.error
         assert normal.state == SpoolState.PROCESSED.value
         assert len(desk.ticket_ids()) == 1
+
+
+def test_recursion_error_fails_one_mail(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailgate import pipeline
+
+    def recurse(*args: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    with Gateway.start(home=tmp_path / "desk") as desk:
+        desk.add_queue()
+        monkeypatch.setattr(pipeline, "_new_ticket", recurse)
+        desk.send(customer_mail(subject="first"), "ana@example.com", [SUPPORT])
+        desk.wait_idle()
+        monkeypatch.undo()
+        desk.send(customer_mail(subject="second"), "ana@example.com", [SUPPORT])
+        desk.wait_idle()
+        first, second = desk.spool_rows()
+        assert first.state == SpoolState.FAILED.value
+        assert first.error == "RecursionError: maximum recursion depth exceeded"
+        assert second.state == SpoolState.PROCESSED.value

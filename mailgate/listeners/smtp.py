@@ -54,7 +54,7 @@ def normalize_line_ends(data: bytes) -> tuple[bytes, int]:
 
     aiosmtpd has removed the stuffed dot of each CRLF line; a line that
     follows a bare line end loses its leading dot here, as RFC 5321 4.5.2
-    transparency asks of a client that treats LF as a line end.
+    transparency requires of a client that treats LF as a line end.
     """
     segments = data.split(_CRLF)
     if not any(_BARE_LINE_END.search(segment) for segment in segments):
@@ -121,7 +121,7 @@ class GatewaySMTP(SMTP):
         self.bare_lf_dot_seen = False
         self._tail = b""
         self._peer_address: str | None = None
-        self._refused = False
+        self._rejected_on_connect = False
         self._deadline: asyncio.TimerHandle | None = None
         self._smtp_methods = {
             name: self._budgeted(method) for name, method in self._smtp_methods.items()
@@ -150,7 +150,7 @@ class GatewaySMTP(SMTP):
             refusal = self.limiter.acquire(address)
             if refusal is not None:
                 log.info("connection from %s refused: %s", address, refusal)
-                self._refused = True
+                self._rejected_on_connect = True
                 transport.write(refusal.encode("ascii") + _CRLF)  # type: ignore[attr-defined]
                 transport.close()
                 return
@@ -159,7 +159,7 @@ class GatewaySMTP(SMTP):
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self._refused:
+        if self._rejected_on_connect:
             return
         if self._deadline is not None:
             self._deadline.cancel()

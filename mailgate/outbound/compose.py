@@ -3,9 +3,10 @@
 Every header value is built from text with CR, LF and the other control
 characters removed, and every address is validated again here, because
 the values come from mail that anyone can send. This does not rely on the
-``email`` package's folding: CPython before 3.11.10 and 3.12.5 folded a
-line break inside an encoded word into a real one (CVE-2024-6923), which
-let a value add header fields. The composed header block is parsed again
+``email`` package's folding: CPython 3.11 before 3.11.10 could fold a line
+break inside an encoded word into a real one (CVE-2024-6923), which let a
+value add header fields, and later releases fixed more newline bugs of
+the generator (CVE-2026-1299). The composed header block is parsed again
 and must contain exactly the fields written.
 """
 
@@ -39,7 +40,7 @@ _MESSAGE_ID = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")  # printable ASCII without <,
 # RFC 5321 4.5.3.1: 64 octets of local part, 254 of a whole path.
 MAX_LOCAL_PART = 64
 MAX_ADDRESS = 254
-# Longest header value we write; longer values are cut, not folded away.
+# Maximum length of a header value we write; longer values are cut.
 MAX_HEADER_VALUE_CHARS = 900
 
 
@@ -63,9 +64,12 @@ def clean_header_text(value: str) -> str:
 
 
 def validate_address(address: str) -> str:
-    """Return ``address`` stripped when it is a plain addr-spec; raise
-    InvalidAddress naming it otherwise (line breaks, spaces, angle brackets,
-    quotes, comments, a missing or empty part, or over RFC 5321 lengths)."""
+    """Return ``address`` stripped when it is a plain addr-spec.
+
+    Raise InvalidAddress naming it otherwise. Line breaks, spaces, angle
+    brackets, quotes, comments, an empty part and lengths over RFC 5321's
+    are all invalid.
+    """
     candidate = address.strip()
     if not _ADDRESS.fullmatch(candidate):
         raise InvalidAddress(f"{candidate[:100]!r} is not a plain address local@domain")
@@ -136,7 +140,7 @@ def compose_mail(
         fields.append(("References", " ".join(_message_id(value) for value in valid_references)))
     fields += [
         ("Auto-Submitted", clean_header_text(auto_submitted)),
-        # Ask Exchange and Outlook not to answer with out-of-office replies.
+        # Ask Exchange and Outlook not to send out-of-office replies to it.
         ("X-Auto-Response-Suppress", "All"),
         ("X-Loop", clean_header_text(domain)),
     ]
