@@ -31,7 +31,11 @@ from mailgate.routing import (
     reply_token_candidates,
 )
 from mailgate.sandbox import parse_spooled_mail
-from mailgate.suppression import record_hard_bounces, withhold_limited_mail
+from mailgate.suppression import (
+    mark_reported_outbox_rows,
+    record_hard_bounces,
+    withhold_limited_mail,
+)
 from mailgate.tokens import CUSTOMER_USER_ID, ReplyToken, TokenError, verify_token
 from mailgate.trimming import trim_reply
 from store.directory import normalize_address, queue_addresses
@@ -280,13 +284,14 @@ def _delivery_report(
         ticket = find_ticket_by_message_ids(session, report.original_message_ids)
     if ticket is None:
         return Outcome(SpoolState.IGNORED, reason="delivery report about mail we did not send")
+    outbox_ids = mark_reported_outbox_rows(session, report)
     for recipient in report.recipients:
         record_history(
             session, ticket.id, actor=SYSTEM_ACTOR, channel="email",
             action="delivery_delayed" if recipient.action == "delayed" else "delivery_failed",
             recipient=recipient.address, status=recipient.status,
             diagnostic=recipient.diagnostic, spool_id=entry.id,
-            original_message_ids=list(report.original_message_ids),
+            original_message_ids=list(report.original_message_ids), outbox_ids=outbox_ids,
         )
     record_hard_bounces(
         session, report, threshold=app.settings.suppress_after_hard_bounces, now=utcnow()
@@ -301,7 +306,7 @@ def _verify_tokens(
     why none is valid. A mail that carries a token but no valid one is
     rejected rather than taken as new mail, so a forged reply never reaches
     a ticket by another path. The owner of an expired token, or of one of
-    a retired key, is told (never the sender)."""
+    a retired key, gets a notice (the sender never does)."""
     errors = []
     notice: tuple[TokenError, Ticket] | None = None
     for candidate in tokens:

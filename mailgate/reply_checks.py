@@ -1,9 +1,10 @@
 """Checks on a mail that carries an agent's reply token, before it can
 become a note, and the notice its owner gets when one fails.
 
-A failed check never answers the claimed sender, who may be a forger: the
-notice goes to the agent the token was issued to, at most once a day per
-agent and reason, so a flood of forged replies sends one mail a day.
+A failed check never sends mail to the claimed sender, who may be a
+forger. The notice goes to the agent the token was issued to, at most
+once a day per agent and reason, so a flood of forged replies causes one
+mail a day.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ NOTICE_TEXTS = {
 
 @dataclass(frozen=True)
 class ReplyProblem:
-    """Why a mail with a valid agent token adds no note.
+    """The reason a mail with a valid agent token adds no note.
 
     ``state`` is REJECTED or HELD. ``notice`` is the reason key of the
     notice to the token's owner, or None for no notice.

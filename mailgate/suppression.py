@@ -70,6 +70,27 @@ def record_hard_bounces(
     return suppressed
 
 
+def mark_reported_outbox_rows(session: Session, report: DeliveryReport) -> list[int]:
+    """Write the report's outcome into ``last_error`` of the outbox rows
+    whose Message-ID it returns; return their ids.
+
+    The rows stay ``sent``: the relay took them, and the report is what
+    happened after.
+    """
+    message_ids = [value for value in report.original_message_ids if value]
+    if not message_ids:
+        return []
+    rows = session.scalars(select(OutboxEntry).where(OutboxEntry.message_id.in_(message_ids)))
+    summary = "; ".join(
+        f"{item.address} {item.action} {item.status}".strip() for item in report.recipients
+    )
+    marked = []
+    for row in rows:
+        row.last_error = f"delivery report: {summary}"[:1000]
+        marked.append(row.id)
+    return marked
+
+
 def _count_recent(session: Session, row: OutboxEntry, since: datetime) -> int:
     """Count earlier rows to the same recipient about the same ticket."""
     return session.scalar(

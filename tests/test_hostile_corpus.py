@@ -255,4 +255,5 @@ def assert_clean_acknowledgement(gateway: Gateway, customer: str) -> None:
     assert b"\nBcc:" not in header
     assert b"\nX-Evil:" not in header
     for name in ("Subject", "To"):
-        assert "\n" not in str(mail[name]) and "\r" not in str(mail[name])
+        assert "\n" not in str(mail[name])
+        assert "\r" not in str(mail[name])

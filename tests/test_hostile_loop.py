@@ -91,8 +91,8 @@ def test_rfc3834_markers_stop_loop(tmp_path: Path) -> None:
 
 def test_caps_bound_loop_without_markers(tmp_path: Path) -> None:
     rounds = run_loop(tmp_path, strip_markers)
-    # Every relayed mail opens a ticket on the other side, whose
-    # acknowledgement goes back; each side sends at most
+    # Every relayed mail opens a ticket on the other side, and its
+    # acknowledgement goes back. Each side sends at most
     # ACK_LIMIT_PER_HOUR of them to the other's address in the hour.
     assert sum(rounds) <= 2 * ACK_LIMIT_PER_HOUR
     assert sum(rounds) >= ACK_LIMIT_PER_HOUR

@@ -183,6 +183,12 @@ def test_hard_bounces_suppress_address(tmp_path: Path) -> None:
             row = session.get(AddressBounces, "gone@example.com")
             assert (row.hard_bounces, row.last_status) == (3, "5.1.1")
             assert row.suppressed_at is not None
+            bounced = session.get(OutboxEntry, acknowledgement.id)
+            assert bounced.state == "sent"
+            assert bounced.last_error == "delivery report: gone@example.com failed 5.1.1"
+        history = desk.ticket(ticket_id)["history"]
+        failures = [entry for entry in history if entry["action"] == "delivery_failed"]
+        assert [entry["details"]["outbox_ids"] for entry in failures] == [[acknowledgement.id]] * 3
 
         listed = mailgate(desk, "suppressions", "list")
         assert listed.returncode == 0, listed.stderr

@@ -44,8 +44,8 @@ _EXCESS_BLANK_LINES = re.compile(r"\n{3,}")
 # nh3 keeps its default tags and attributes (no style, no on* handlers,
 # no forms). "cid" and "data" are added for images only: inline images
 # keep their reference to the attachment, and _filter_attribute drops
-# every other image source (a remote image tells the sender when and
-# where the mail is read) and data: URLs outside images.
+# every other image source (a remote image reports to its sender when
+# and where the mail is read) and data: URLs outside images.
 _URL_SCHEMES = nh3.ALLOWED_URL_SCHEMES | {"cid", "data"}
 _URL_ATTRIBUTES = frozenset({"href", "src", "cite", "longdesc", "action", "background"})
 _CONTENT_DROPPED_TAGS = {"script", "style", "title", "head", "template", "noscript"}
