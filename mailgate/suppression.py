@@ -1,9 +1,11 @@
 """Caps on automatic mail, and suppression of addresses that bounce.
 
-Everything mailgate sends is automatic, so every outbox row passes here
-before it is sent: mail to an address that is not a plain ``local@domain``,
-to a suppressed address, or over the caps per recipient and ticket is
-withheld. A withheld row is deleted in the transaction that made it and
+Everything mailgate sends is automatic, so every outbox row that
+processing a mail creates passes here before it is enqueued: mail to an
+address that is not a plain ``local@domain``, to a suppressed address, or
+over the caps per recipient and ticket is withheld. NOTE: mail queued
+outside the pipeline (the command line, the HTTP API) must call
+``withhold_limited_mail`` itself. A withheld row is deleted in the transaction that made it and
 a ``mail_withheld`` history row on the ticket says why, so a loop with an
 auto-responder that ignores RFC 3834 sends a bounded number of mails.
 
