@@ -13,16 +13,24 @@ so a mail whose 250 was lost in a kill arrives twice. The account:
   DMARC as held, and none of them is a note;
 - nothing is on a ticket that never got a 250.
 
+With ``--redis-url`` the workers run on Redis: ``mailgate serve`` runs the
+listener and workers, a separate ``mailgate worker`` process runs more,
+and the kills alternate between the two processes. The Redis database
+named in the URL is flushed first.
+
 Usage (from the repository root, with its virtualenv):
 
     .venv/bin/python scripts/kill_test.py --mails 2000 --kills 20 --seed 1
+    .venv/bin/python scripts/kill_test.py --redis-url redis://127.0.0.1:6379/14
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import smtplib
+import subprocess
 import sys
 import tempfile
 import threading
@@ -138,12 +146,33 @@ def open_seed_ticket(home: Path, port: int) -> object:
     raise RuntimeError("no New Ticket notification for the agent")
 
 
+class WorkerProcess:
+    """A ``mailgate worker`` child on Redis."""
+
+    def __init__(self, home: Path, environment: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mailgate", "worker"],
+            env={**os.environ, "MAILGATE_HOME": str(home), "MAILGATE_DOMAIN": DOMAIN,
+                 "MAILGATE_SWEEP_INTERVAL_SECONDS": "1", **environment},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(30)
+
+    def stop(self) -> int:
+        self.process.terminate()
+        return self.process.wait(60)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mails", type=int, default=2000)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--redis-url", help="run the workers on this Redis database")
     options = parser.parse_args()
     rng = random.Random(options.seed)
     started = time.monotonic()
@@ -154,6 +183,13 @@ def main() -> int:
     add_user(app.sessions, "carol", AGENT, Role.FRONTLINE, ["Support"])
     port = free_port()
     environment = {"MAILGATE_TRUSTED_AUTHSERV_IDS": TRUSTED}
+    worker = None
+    if options.redis_url:
+        import redis
+
+        redis.Redis.from_url(options.redis_url).flushdb()
+        environment["MAILGATE_REDIS_URL"] = options.redis_url
+        worker = WorkerProcess(home, environment)
     server = ServeProcess(home, port, **environment)
     server.wait_ready()
     notification = open_seed_ticket(home, port)
@@ -168,14 +204,19 @@ def main() -> int:
     for thread in senders:
         thread.start()
     kill_points = sorted(rng.sample(range(options.mails // 40, options.mails - options.mails // 40), options.kills))
-    kills = 0
-    for point in kill_points:
+    kills = Counter()
+    for number, point in enumerate(kill_points):
         wait_for(lambda: len(account.acked) >= point, timeout=600, interval=0.005)
         # A random moment after the threshold, so kills land in every phase:
         # during DATA, between commit and 250, while a worker processes.
         time.sleep(rng.uniform(0, 0.05))
+        if worker is not None and number % 2:
+            worker.kill()
+            kills["worker"] += 1
+            worker = WorkerProcess(home, environment)
+            continue
         server.kill()
-        kills += 1
+        kills["serve"] += 1
         server = ServeProcess(home, port, **environment)
         server.wait_ready()
     for thread in senders:
@@ -189,10 +230,14 @@ def main() -> int:
 
     wait_for(settled, timeout=600, interval=0.5)
     exit_code = server.stop()
+    if worker is not None:
+        worker.stop()
     report = check_account(app, plan, account)
     elapsed = time.monotonic() - started
-    print(f"mails: {options.mails}  connections: {options.connections}  kills: {kills}  "
-          f"seed: {options.seed}  seconds: {elapsed:.0f}")
+    broker = "redis" if options.redis_url else "in-process"
+    killed = ", ".join(f"{name} {count}" for name, count in sorted(kills.items()))
+    print(f"mails: {options.mails}  connections: {options.connections}  broker: {broker}  "
+          f"kills: {sum(kills.values())} ({killed})  seed: {options.seed}  seconds: {elapsed:.0f}")
     print(f"SMTP attempts: {account.attempts} (failed and sent again: {account.failed_attempts})")
     for line in report["lines"]:
         print(line)
