@@ -162,6 +162,10 @@ def verify_dkim_signatures(raw: bytes, from_address: str) -> str | None:
 
     Every signature is tried; DNS failures and malformed signatures count
     as failed signatures.
+
+    NOTE: this runs in the worker, not in a parser child, so only the
+    pre-parse limits bound dkimpy's work, and each DNS lookup may take up
+    to dkimpy's 5 s timeout.
     """
     from_domain = _domain_of(from_address)
     signatures = len(re.findall(rb"(?im)^dkim-signature\s*:", raw))
