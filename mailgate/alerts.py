@@ -20,6 +20,7 @@ from mailgate.app import App
 from mailgate.outbound.compose import compose_mail, make_message_id
 from mailgate.outbound.rendering import render_mail
 from mailgate.subjects import format_tag
+from store.history import history_since
 from store.models import AlertSubscription, HistoryEntry, OutboxEntry, Ticket, TrayItem
 from store.outbox import OutgoingMail, add_to_outbox
 
@@ -98,15 +99,15 @@ def queue_alerts(
     app: App, session: Session, since_history_id: int, *, ticket_ids: set[int] | None = None,
     actor: str | None = None,
 ) -> list[OutboxEntry]:
-    """Deliver alerts for the history rows after ``since_history_id``: tray
-    items now, email and push through the outbox. Returns the outbox rows."""
-    session.flush()
-    query = select(HistoryEntry).where(HistoryEntry.id > since_history_id).order_by(HistoryEntry.id)
-    if actor:
-        query = query.where(HistoryEntry.actor == actor)
-    if ticket_ids is not None:
-        query = query.where(HistoryEntry.ticket_id.in_(ticket_ids))
-    entries = [(entry, event_of(entry)) for entry in session.scalars(query)]
+    """Deliver alerts for the history rows this session wrote after the mark
+    ``since_history_id``: tray items now, email and push through the
+    outbox. Returns the outbox rows."""
+    written = [
+        entry for entry in history_since(session, since_history_id)
+        if (actor is None or entry.actor == actor)
+        and (ticket_ids is None or entry.ticket_id in ticket_ids)
+    ]
+    entries = [(entry, event_of(entry)) for entry in written]
     entries = [(entry, event) for entry, event in entries if event]
     if not entries:
         return []

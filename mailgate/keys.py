@@ -15,7 +15,7 @@ KEY_FILE_NAME = "signing-keys"
 
 
 def load_signing_keys(settings: Settings) -> list[SigningKey]:
-    """Return the signing keys, first one current.
+    """Return the signing keys, the one that signs first; retired keys last.
 
     Without ``MAILGATE_SIGNING_KEYS`` the keys live in ``$MAILGATE_HOME/
     signing-keys``, created with mode 0600 on first use.
@@ -45,5 +45,6 @@ def _create_key_file(path: Path) -> None:
         return
     with os.fdopen(descriptor, "w") as file:
         file.write("# reply-token signing keys, kid:hexsecret; the first one signs\n")
+        file.write("# append :retired to a key to stop its tokens working\n")
         file.write(format_key(key) + "\n")
     log.info("generated reply-token signing key %s in %s", key.key_id, path)

@@ -17,25 +17,36 @@ from sqlalchemy.orm import Session
 from mailgate.app import App, is_served
 from mailgate.alerts import queue_alerts
 from mailgate.automatic import automatic_reason
-from mailgate.bounces import DeliveryReport, read_delivery_report
-from mailgate.delivery import verp_outbox_id
+from mailgate.bounces import DeliveryReport
 from mailgate.commands import run_commands, split_commands
+from mailgate.delivery import verp_outbox_id
 from mailgate.notifications import (
     queue_acknowledgement,
     queue_command_failures,
     queue_new_ticket_notifications,
     queue_public_reply,
 )
-from mailgate.parsing import ParsedMail, ParseError, parse_message
+from mailgate.outbound.compose import is_valid_address
+from mailgate.parsing import ParsedMail, ParseError
+from mailgate.reply_checks import (
+    check_reply_authentication,
+    check_reply_sender,
+    queue_rejection_notice,
+)
 from mailgate.rules.processing import FOLLOW_UP, NEW, apply_routing, record_drop, route
 from mailgate.routing import (
     choose_queue,
     dedupe_key,
-    dmarc_failed,
     find_referenced_ticket,
     reply_token_candidates,
 )
 from mailgate.updates import last_history_id, queue_ticket_updates
+from mailgate.sandbox import parse_spooled_mail
+from mailgate.suppression import (
+    mark_reported_outbox_rows,
+    record_hard_bounces,
+    withhold_limited_mail,
+)
 from mailgate.tokens import CUSTOMER_USER_ID, ReplyToken, TokenError, verify_token
 from mailgate.trimming import trim_reply
 from store.directory import normalize_address, queue_addresses
@@ -53,7 +64,16 @@ from store.operations import (
     customer_wrote,
 )
 from store.permissions import PermissionDenied
-from store.models import OutboxEntry, ProcessedMail, Role, SpoolEntry, SpoolState, Ticket, User
+from store.models import (
+    OutboxEntry,
+    ProcessedMail,
+    Role,
+    SpoolEntry,
+    SpoolState,
+    Ticket,
+    User,
+    utcnow,
+)
 from store.spool import finish_spool_entry, lock_spool_entry, mark_failed
 from store.tickets import (
     NewAttachment,
@@ -91,28 +111,40 @@ class Outcome:
     updated_ticket: bool = False
 
 
-def process_spool_entry(app: App, spool_id: int) -> Outcome | None:
-    """Process one spool row; return None when it was not pending."""
+def process_spool_entry(app: App, spool_id: int, *, release: bool = False) -> Outcome | None:
+    """Process one spool row; return None when it was not pending.
+
+    With ``release`` a held row is processed instead, as if its sender's
+    authentication had passed (``mailgate spool release``).
+    """
+    expected_state = SpoolState.HELD.value if release else SpoolState.PENDING.value
     with app.sessions() as session:
         entry = session.get(SpoolEntry, spool_id)
-        if entry is None or entry.state != SpoolState.PENDING.value:
+        if entry is None or entry.state != expected_state:
             return None
         raw, mail_from, rcpt_tos = entry.raw, entry.mail_from, list(entry.rcpt_tos)
         source = entry.source
     try:
-        mail = parse_message(raw)
+        parsed = parse_spooled_mail(raw, app.settings)
     except ParseError as error:
         log.warning("spool id=%s cannot be parsed: %s", spool_id, error)
         mark_failed(app.sessions, spool_id, f"cannot be parsed: {error}")
         return Outcome(SpoolState.FAILED, reason=str(error))
+    mail = parsed.mail
     envelope_sender = mail_from if source == "smtp" or mail_from else None
     with app.sessions.begin() as session:
         entry = lock_spool_entry(session, spool_id)
-        if entry is None or entry.state != SpoolState.PENDING.value:
+        if entry is None or entry.state != expected_state:
             return None
         entry.attempts += 1
         entry.message_id = mail.message_id
-        outcome = _decide_and_act(app, session, entry, mail, raw, envelope_sender, rcpt_tos)
+        outcome = _decide_and_act(
+            app, session, entry, mail, raw, envelope_sender, rcpt_tos,
+            report=parsed.report, released=release,
+        )
+        outcome.outbox_ids = withhold_limited_mail(
+            session, app.settings, outcome.outbox_ids, utcnow()
+        )
         finish_spool_entry(
             entry, outcome.state, error=outcome.reason or None, ticket_id=outcome.ticket_id
         )
@@ -133,6 +165,9 @@ def _decide_and_act(
     raw: bytes,
     envelope_sender: str | None,
     rcpt_tos: list[str],
+    *,
+    report: DeliveryReport | None,
+    released: bool,
 ) -> Outcome:
     key = dedupe_key(mail, raw)
     if session.get(ProcessedMail, key) is not None:
@@ -142,7 +177,10 @@ def _decide_and_act(
         # A savepoint, so that a twin of this mail committed by another
         # worker meanwhile undoes only this mail's changes.
         with session.begin_nested():
-            outcome = _act(app, session, entry, mail, raw, envelope_sender, rcpt_tos)
+            outcome = _act(
+                app, session, entry, mail, raw, envelope_sender, rcpt_tos,
+                report=report, released=released,
+            )
             if outcome.state == SpoolState.PROCESSED:
                 session.add(ProcessedMail(dedupe_key=key, spool_id=entry.id))
                 session.flush()
@@ -172,8 +210,10 @@ def _act(
     raw: bytes,
     envelope_sender: str | None,
     rcpt_tos: list[str],
+    *,
+    report: DeliveryReport | None,
+    released: bool,
 ) -> Outcome:
-    report = read_delivery_report(raw)
     bounced_ids = [verp_outbox_id(rcpt, app.settings.domain) for rcpt in rcpt_tos]
     bounced = [outbox_id for outbox_id in bounced_ids if outbox_id is not None]
     if report is not None or bounced:
@@ -193,18 +233,12 @@ def _act(
     via_envelope = bool(reply_token_candidates(rcpt_tos, EMPTY_THREAD))
     ticket = None
     if tokens:
-        token_or_outcome = _verify_tokens(app, session, tokens)
-        if isinstance(token_or_outcome, Outcome):
-            if via_envelope:
-                return token_or_outcome
-            log.info("spool id=%s: ignoring a thread token (%s)", entry.id, token_or_outcome.reason)
-        else:
-            token, ticket = token_or_outcome
-            if token.user_id != CUSTOMER_USER_ID:
-                outcome = _agent_reply(app, session, entry, mail, token, ticket, automatic)
-                if outcome.state != SpoolState.REJECTED or via_envelope:
-                    return outcome
-                log.info("spool id=%s: thread token does not fit (%s)", entry.id, outcome.reason)
+        outcome, ticket = _handle_tokens(
+            app, session, entry, mail, raw, tokens, automatic,
+            released=released, via_envelope=via_envelope,
+        )
+        if outcome is not None:
+            return outcome
     if ticket is None:
         ticket = find_referenced_ticket(session, mail, settings.ticket_tag_prefix)
     sender = normalize_address(mail.from_.email) if mail.from_ else ""
@@ -297,7 +331,9 @@ def _new_ticket(
         log.info("ticket=%s gets no acknowledgement: automatic mail (%s)", ticket.id, automatic)
     elif not routing.acknowledge:
         log.info("ticket=%s gets no acknowledgement: a routing rule suppresses it", ticket.id)
-    elif ticket.requester_email:
+    elif not is_valid_address(ticket.requester_email):
+        log.info("ticket=%s gets no acknowledgement: requester address is not valid", ticket.id)
+    else:
         acknowledgement = queue_acknowledgement(app, session, ticket, queue, mail.message_id)
         if acknowledgement is not None:
             outbox.append(acknowledgement)
@@ -319,6 +355,10 @@ def _delivery_report(
     The row it is about comes from the VERP return path it was sent to, else
     from the tokens and Message-IDs of the original the report returns.
     """
+    if report is not None and verp_ids:
+        record_hard_bounces(
+            session, report, threshold=app.settings.suppress_after_hard_bounces, now=utcnow()
+        )
     for outbox_id in verp_ids:
         row = session.get(OutboxEntry, outbox_id)
         if row is None:
@@ -349,38 +389,139 @@ def _delivery_report(
         ticket = find_ticket_by_message_ids(session, report.original_message_ids)
     if ticket is None:
         return Outcome(SpoolState.IGNORED, reason="delivery report about mail we did not send")
+    outbox_ids = mark_reported_outbox_rows(session, report)
     for recipient in report.recipients:
         record_history(
             session, ticket.id, actor=SYSTEM_ACTOR, channel="email",
             action="delivery_delayed" if recipient.action == "delayed" else "delivery_failed",
             recipient=recipient.address, status=recipient.status,
             diagnostic=recipient.diagnostic, spool_id=entry.id,
-            original_message_ids=list(report.original_message_ids),
+            original_message_ids=list(report.original_message_ids), outbox_ids=outbox_ids,
         )
-    # TODO: suppress an address after repeated hard bounces.
+    record_hard_bounces(
+        session, report, threshold=app.settings.suppress_after_hard_bounces, now=utcnow()
+    )
     return Outcome(SpoolState.PROCESSED, ticket_id=ticket.id)
 
 
+class _ThreadTokenDoesNotFit(Exception):
+    """Undoes the savepoint of a token read only from threading headers."""
+
+    def __init__(self, reason: str, ticket_id: int | None = None) -> None:
+        super().__init__(reason)
+        self.ticket_id = ticket_id
+
+
+def _handle_tokens(
+    app: App,
+    session: Session,
+    entry: SpoolEntry,
+    mail: ParsedMail,
+    raw: bytes,
+    tokens: list[str],
+    automatic: str | None,
+    *,
+    released: bool,
+    via_envelope: bool,
+) -> tuple[Outcome | None, Ticket | None]:
+    """Return the outcome of a mail that carries reply tokens, or None and
+    the ticket named, when the mail is to be handled as customer mail.
+
+    A token that does not fit is final when it came in the envelope; one
+    read only from In-Reply-To or References is dropped, together with any
+    notice it caused, and the mail is handled as if it had none.
+    """
+    try:
+        with session.begin_nested():
+            token_or_outcome = _verify_tokens(app, session, mail, tokens)
+            if isinstance(token_or_outcome, Outcome):
+                if via_envelope:
+                    return token_or_outcome, None
+                raise _ThreadTokenDoesNotFit(token_or_outcome.reason)
+            token, ticket = token_or_outcome
+            if token.user_id == CUSTOMER_USER_ID:
+                return None, ticket
+            outcome = _check_agent_reply(app, session, mail, raw, token, ticket, released)
+            if outcome is None:
+                outcome = _agent_reply(app, session, entry, mail, token, ticket, automatic)
+            if outcome.state != SpoolState.REJECTED or via_envelope:
+                return outcome, ticket
+            raise _ThreadTokenDoesNotFit(outcome.reason, ticket.id)
+    except _ThreadTokenDoesNotFit as unfit:
+        log.info("spool id=%s: thread token ignored: %s", entry.id, unfit)
+        return None, session.get(Ticket, unfit.ticket_id) if unfit.ticket_id else None
+
+
 def _verify_tokens(
-    app: App, session: Session, tokens: list[str]
+    app: App, session: Session, mail: ParsedMail, tokens: list[str]
 ) -> tuple[ReplyToken, Ticket] | Outcome:
     """Return the first valid token and its ticket, or a rejection saying
     why none is valid. A mail that carries a token but no valid one is
     rejected rather than taken as new mail, so a forged reply never reaches
-    a ticket by another path."""
+    a ticket by another path. The owner of an expired token, or of one of
+    a retired key, gets a notice (the sender never does)."""
     errors = []
+    notice: tuple[TokenError, Ticket] | None = None
     for candidate in tokens:
         try:
             token = verify_token(candidate, app.keys_by_id)
         except TokenError as error:
             errors.append(str(error))
+            owned = session.get(Ticket, error.token.ticket_id) if error.token else None
+            if notice is None and owned is not None:
+                notice = (error, owned)
             continue
         ticket = session.get(Ticket, token.ticket_id)
         if ticket is None:
             errors.append(f"token names ticket {token.ticket_id}, which does not exist")
             continue
         return token, ticket
-    return Outcome(SpoolState.REJECTED, reason="; ".join(dict.fromkeys(errors)))
+    outcome = Outcome(SpoolState.REJECTED, reason="; ".join(dict.fromkeys(errors)))
+    if notice is not None:
+        error, ticket = notice
+        assert error.token is not None
+        outcome.ticket_id = ticket.id
+        if error.token.user_id != CUSTOMER_USER_ID:
+            _queue_notice(app, session, outcome, ticket, error.token.user_id, error.reason, mail)
+    return outcome
+
+
+def _check_agent_reply(
+    app: App,
+    session: Session,
+    mail: ParsedMail,
+    raw: bytes,
+    token: ReplyToken,
+    ticket: Ticket,
+    released: bool,
+) -> Outcome | None:
+    """Reject a reply from another sender than the token's owner, and hold
+    one whose sender fails authentication unless an operator released it."""
+    problem = check_reply_sender(session, token, mail)
+    if problem is None and not released:
+        problem = check_reply_authentication(app, mail, raw)
+    if problem is None:
+        return None
+    outcome = Outcome(problem.state, reason=problem.reason, ticket_id=ticket.id)
+    if problem.notice is not None:
+        _queue_notice(app, session, outcome, ticket, token.user_id, problem.notice, mail)
+    return outcome
+
+
+def _queue_notice(
+    app: App,
+    session: Session,
+    outcome: Outcome,
+    ticket: Ticket,
+    user_id: int,
+    reason: str,
+    mail: ParsedMail,
+) -> None:
+    claimed = mail.from_.email if mail.from_ else ""
+    notice = queue_rejection_notice(app, session, ticket, user_id, reason, claimed)
+    if notice is not None:
+        session.flush()
+        outcome.outbox_ids.append(notice.id)
 
 
 def _agent_reply(
@@ -409,11 +550,6 @@ def _agent_reply(
         return Outcome(
             SpoolState.REJECTED, ticket_id=ticket.id,
             reason=f"sender {sender or '(none)'} is not the agent the token was issued to",
-        )
-    if dmarc_failed(mail):
-        return Outcome(
-            SpoolState.REJECTED, ticket_id=ticket.id,
-            reason="Authentication-Results reports dmarc=fail",
         )
     if automatic:
         return Outcome(

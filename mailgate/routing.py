@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,9 +18,6 @@ from mailgate.tokens import find_token
 from store.directory import find_queue_by_address, find_queue_by_name, normalize_address
 from store.models import Queue, Ticket
 from store.tickets import find_ticket_by_message_ids
-
-DMARC_FAIL = re.compile(r"\bdmarc\s*=\s*fail\b", re.IGNORECASE)
-
 
 # Header fields that relays and filters add on the way; the same mail that
 # reached us twice by two paths differs only in these (and in X- fields).
@@ -69,18 +65,6 @@ def reply_token_candidates(rcpt_tos: Iterable[str], mail: ParsedMail) -> list[st
         if token:
             found.append(token)
     return list(dict.fromkeys(found))
-
-
-def dmarc_failed(mail: ParsedMail) -> bool:
-    """True when an Authentication-Results header reports dmarc=fail.
-
-    Only a failure is read: a sender can forge a header, but forging a fail
-    only keeps its own reply out.
-    """
-    return any(
-        name.lower() == "authentication-results" and DMARC_FAIL.search(value)
-        for name, value in mail.headers
-    )
 
 
 def find_referenced_ticket(session: Session, mail: ParsedMail, tag_prefix: str) -> Ticket | None:

@@ -11,14 +11,19 @@ import os
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # RFC 1870 SIZE limit we advertise unless configured otherwise.
 DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+KIB = 1024
+# Free disk the SMTP listener keeps, as a multiple of the size limit, when
+# MAILGATE_MIN_FREE_DISK_BYTES is unset: room for one more mail in flight
+# and for the database to grow by its copy.
+DEFAULT_FREE_DISK_FACTOR = 1.5
 
 
 class SettingsError(Exception):
@@ -129,9 +134,49 @@ class Settings(BaseSettings):
     # or removed with the CLI is picked up without a restart.
     imap_reload_seconds: float = 10.0
 
+    # Sender authentication of agents' replies. Authentication-Results
+    # fields are read only when their authserv-id is one of these (our own
+    # MTA's); a comma-separated list in the environment.
+    trusted_authserv_ids: Annotated[tuple[str, ...], NoDecode] = ()
+    # Verify DKIM signatures ourselves (dkimpy, DNS lookups), for when no
+    # trusted MTA adds Authentication-Results.
+    verify_dkim: bool = False
+
+    # Limits checked on the raw bytes before parsing (mailgate.parsing.limits).
+    max_header_bytes: int = 256 * KIB
+    max_header_field_bytes: int = 64 * KIB
+    max_line_bytes: int = 64 * KIB
+    max_mime_depth: int = 20
+    max_mime_parts: int = 500
+    max_attachments: int = 100
+    max_attachment_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # Each parse runs in a child process with these limits (mailgate.sandbox).
+    parse_timeout_seconds: float = 30.0
+    parse_memory_limit_bytes: int = 2 * 1024 * KIB * KIB
+
+    # Automatic mail to one recipient about one ticket, against loops.
+    auto_mail_cap_per_ticket_10_minutes: int = 5
+    auto_mail_cap_per_ticket_day: int = 20
+    # Hard bounces after which an address gets no more automatic mail.
+    suppress_after_hard_bounces: int = 3
+
+    # SMTP listener budgets.
+    max_connections: int = 100
+    max_connections_per_ip: int = 10
+    max_commands_per_connection: int = 1000
+    max_session_seconds: float = 900.0
+    # Below this much free disk under home, MAIL gets 452 and DATA 451.
+    # Unset: 1.5 times max_message_bytes.
+    min_free_disk_bytes: int | None = None
+
     @field_validator(
         "max_message_bytes", "smtp_port", "http_port", "worker_threads", "relay_max_connections",
         "imap_batch_size", "imap_batch_max_bytes", "worker_processes",
+        "max_header_bytes", "max_header_field_bytes", "max_line_bytes", "max_mime_depth",
+        "max_mime_parts", "max_attachments", "max_attachment_bytes",
+        "parse_memory_limit_bytes", "auto_mail_cap_per_ticket_10_minutes",
+        "auto_mail_cap_per_ticket_day", "suppress_after_hard_bounces", "max_connections",
+        "max_connections_per_ip", "max_commands_per_connection",
     )
     @classmethod
     def _positive(cls, value: int) -> int:
@@ -142,12 +187,25 @@ class Settings(BaseSettings):
     @field_validator(
         "imap_poll_interval_seconds", "imap_idle_seconds", "imap_timeout_seconds",
         "imap_reconnect_min_seconds", "imap_reconnect_max_seconds", "imap_reload_seconds",
+        "parse_timeout_seconds", "max_session_seconds",
     )
     @classmethod
     def _positive_seconds(cls, value: float) -> float:
         if value <= 0:
             raise ValueError(f"must be a positive number of seconds, got {value}")
         return value
+
+    @field_validator("trusted_authserv_ids", mode="before")
+    @classmethod
+    def _authserv_ids(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value or ())
+        return tuple(str(item).strip().lower() for item in items if str(item).strip())
+
+    @property
+    def free_disk_margin_bytes(self) -> int:
+        if self.min_free_disk_bytes is not None:
+            return self.min_free_disk_bytes
+        return int(self.max_message_bytes * DEFAULT_FREE_DISK_FACTOR)
 
     @field_validator("domain")
     @classmethod

@@ -17,7 +17,7 @@ from mailgate.outbound.compose import compose_mail, make_message_id
 from mailgate.outbound.rendering import render_mail
 from mailgate.subjects import format_tag
 from mailgate.tokens import issue_token
-from store.history import user_actor
+from store.history import history_mark, history_since, user_actor
 from store.models import HistoryEntry, Note, OutboxEntry, Ticket, Message
 from store.outbox import OutgoingMail, add_to_outbox
 
@@ -48,23 +48,25 @@ class Change:
 
 
 def last_history_id(session: Session) -> int:
-    return session.scalar(select(func.max(HistoryEntry.id))) or 0
+    """Return the mark from which ``queue_ticket_updates`` and
+    ``queue_alerts`` read the history rows this session writes."""
+    return history_mark(session)
 
 
 def queue_ticket_updates(
     app: App, session: Session, since_history_id: int, *, ticket_ids: set[int] | None = None,
     actor: str | None = None,
 ) -> list[OutboxEntry]:
-    """Queue "Ticket Updated" mail for history rows after ``since_history_id``
-    (only those of ``actor`` and ``ticket_ids`` when given)."""
-    session.flush()
-    query = select(HistoryEntry).where(HistoryEntry.id > since_history_id).order_by(HistoryEntry.id)
-    if actor:
-        query = query.where(HistoryEntry.actor == actor)
-    if ticket_ids is not None:
-        query = query.where(HistoryEntry.ticket_id.in_(ticket_ids))
+    """Queue "Ticket Updated" mail for the history rows this session wrote
+    after the mark ``since_history_id`` (only those of ``actor`` and
+    ``ticket_ids`` when given)."""
+    written = [
+        entry for entry in history_since(session, since_history_id)
+        if (actor is None or entry.actor == actor)
+        and (ticket_ids is None or entry.ticket_id in ticket_ids)
+    ]
     by_ticket: dict[int, list[HistoryEntry]] = defaultdict(list)
-    for entry in session.scalars(query):
+    for entry in written:
         by_ticket[entry.ticket_id].append(entry)
     queued = []
     for ticket_id, entries in by_ticket.items():

@@ -20,6 +20,8 @@ if ! command -v postconf >/dev/null; then
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     need_packages+=(postfix)
 fi
+# The DKIM tests make their RSA keys with the openssl command.
+command -v openssl >/dev/null || need_packages+=(openssl)
 if ((${#need_packages[@]})); then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_packages[@]}"

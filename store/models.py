@@ -81,6 +81,7 @@ class SpoolState(str, enum.Enum):
     DUPLICATE = "duplicate"  # the same mail was processed before
     REJECTED = "rejected"  # refused on purpose, e.g. a forged reply token
     IGNORED = "ignored"  # nothing to do, e.g. an automatic reply on a ticket
+    HELD = "held"  # kept for review, e.g. a reply failing DMARC; ``spool release``
     FAILED = "failed"  # an error; ``mailgate spool retry`` tries again
 
 
@@ -422,3 +423,17 @@ class TrayItem(Base):
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[created_at]
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AddressBounces(Base):
+    """Hard bounces of mail we sent to one address; at the configured count
+    the address is suppressed and gets no more automatic mail."""
+
+    __tablename__ = "address_bounces"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    hard_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[str] = mapped_column(String(32), default="")
+    last_diagnostic: Mapped[str] = mapped_column(Text, default="")
+    last_bounce_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    suppressed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

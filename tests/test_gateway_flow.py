@@ -116,7 +116,11 @@ def test_reply_by_in_reply_to_only(desk: Gateway) -> None:
     assert desk.ticket_ids() == [ticket_id]
 
 
-def assert_rejected(desk: Gateway, ticket_id: int, reason_part: str) -> None:
+def assert_rejected(
+    desk: Gateway, ticket_id: int, reason_part: str, *, notices_to: tuple[str, ...] = ()
+) -> None:
+    """The reply adds nothing; the only mail it causes is a notice to the
+    token's owner, never one to the claimed sender."""
     sent_before = len(desk.delivered())
     desk.wait_idle()
     assert desk.ticket(ticket_id)["notes"] == []
@@ -124,21 +128,22 @@ def assert_rejected(desk: Gateway, ticket_id: int, reason_part: str) -> None:
     last = desk.spool_rows()[-1]
     assert last.state == SpoolState.REJECTED.value
     assert reason_part in (last.error or "")
-    assert len(desk.delivered()) == sent_before
+    new_mail = desk.delivered()[sent_before:]
+    assert [str(mail["To"]).rpartition("<")[2].strip(">") for mail in new_mail] == list(notices_to)
 
 
 def test_reply_from_other_sender_rejected(desk: Gateway) -> None:
     ticket_id, notification = open_ticket(desk)
     reply = agent_reply(notification, "Close it.", "mallory@example.com")
     desk.send(reply, "mallory@example.com", [notification["Reply-To"].addresses[0].addr_spec])
-    assert_rejected(desk, ticket_id, "not the agent")
+    assert_rejected(desk, ticket_id, "not the agent", notices_to=(AGENT,))
 
 
 def test_other_agent_cannot_use_token(desk: Gateway) -> None:
     ticket_id, notification = open_ticket(desk)
     reply = agent_reply(notification, "Mine now.", OTHER_AGENT)
     desk.send(reply, OTHER_AGENT, [notification["Reply-To"].addresses[0].addr_spec])
-    assert_rejected(desk, ticket_id, "not the agent")
+    assert_rejected(desk, ticket_id, "not the agent", notices_to=(AGENT,))
 
 
 def test_changed_token_character_rejected(desk: Gateway) -> None:
@@ -162,7 +167,7 @@ def test_expired_token_rejected(desk: Gateway) -> None:
     address = f"support+{token}@{DOMAIN}"
     reply = agent_reply(notification, "Too late.", AGENT, to=address, in_reply_to=False)
     desk.send(reply, AGENT, [address])
-    assert_rejected(desk, ticket_id, "expired")
+    assert_rejected(desk, ticket_id, "expired", notices_to=(AGENT,))
 
 
 def test_upper_cased_token_still_works(desk: Gateway) -> None:

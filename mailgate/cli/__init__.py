@@ -15,6 +15,7 @@ from mailgate.cli.mailboxes import imap, mailboxes
 from mailgate.cli.records import outbox, spool, tickets
 from mailgate.cli.rules import rules
 from mailgate.cli.run import db, ingest, serve, worker
+from mailgate.cli.suppressions import suppressions
 
 # The process id tells apart the lines of a supervisor and its workers.
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
@@ -52,7 +53,7 @@ def configure_logging(level: int) -> None:
 
 for command in (
     serve, worker, ingest, db, queues, users, tickets, spool, outbox, stages, rootcauses, fields,
-    alerts, tray, rules, mailboxes, imap,
+    alerts, tray, rules, mailboxes, imap, suppressions,
 ):
     cli.add_command(command)
 

@@ -131,6 +131,30 @@ def spool_retry(spool_ids: tuple[int, ...]) -> None:
         raise click.exceptions.Exit(1)
 
 
+@spool.command("release")
+@click.argument("spool_ids", type=int, nargs=-1, required=True)
+def spool_release(spool_ids: tuple[int, ...]) -> None:
+    """Process held rows now, as if their sender's authentication had passed.
+
+    Only rows in state held are released (see 'spool list --state held').
+    Mail the release causes is sent by a running gateway.
+    """
+    from mailgate.pipeline import process_spool_entry
+
+    app = open_app()
+    failed = False
+    for spool_id in spool_ids:
+        outcome = process_spool_entry(app, spool_id, release=True)
+        if outcome is None:
+            failed = True
+            click.echo(f"spool {spool_id}: not found or not held", err=True)
+            continue
+        reason = f": {outcome.reason}" if outcome.reason else ""
+        click.echo(f"spool {spool_id}: released, now {outcome.state.value}{reason}")
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
 @click.group()
 def outbox() -> None:
     """Inspect and retry outbound mail."""

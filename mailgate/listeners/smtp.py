@@ -3,13 +3,31 @@
 It replies ``250 queued as <id>`` only after the spool row is committed, and
 451 when the commit fails, so the sender retries and nothing is lost. Any
 address we do not serve gets 550 at RCPT, so it is never an open relay.
+
+Budgets against abuse: connections in total and per peer address (421 on
+connect), commands and seconds per connection (421, then the connection
+is closed), and free disk under home (452 at MAIL, 451 at DATA).
+
+Bare line ends (RFC 5321 2.3.8): aiosmtpd 1.4.5 and later end DATA only
+at ``<CRLF>.<CRLF>``, so a bare LF can never end a mail here. Mail whose
+lines end in a bare LF or CR, as scripts send it, is kept, with every line
+end normalised to CRLF and lines after a bare LF dot-unstuffed as the
+client stuffed them. A line holding only "." next to a bare LF is what
+SMTP smuggling uses to hide a second mail in the first, which a lax
+server downstream would split; that mail gets 550 5.5.2. Command lines
+ending in a bare LF are accepted, as aiosmtpd reads them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
+import re
+import shutil
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -25,27 +43,145 @@ log = logging.getLogger(__name__)
 # RFC 5321 4.5.3.1.6 limits a line to 1000 octets. Real mail carries longer
 # header lines, so we accept lines up to this length rather than lose mail.
 LINE_LENGTH_LIMIT = 64 * 1024
+# A line "." with a bare LF before or after it, in the bytes a client sends.
+_BARE_LF_DOT = re.compile(rb"(?<!\r)\n\.\r?\n|\r\n\.\n")
+_BARE_LINE_END = re.compile(rb"\r|\n")
+_CRLF = b"\r\n"
+
+
+def normalize_line_ends(data: bytes) -> tuple[bytes, int]:
+    """Return ``data`` with bare CR and LF line ends made CRLF, and the
+    number of bare ends found.
+
+    aiosmtpd has removed the stuffed dot of each CRLF line; a line that
+    follows a bare line end loses its leading dot here, as RFC 5321 4.5.2
+    transparency requires of a client that treats LF as a line end.
+    """
+    segments = data.split(_CRLF)
+    if not any(_BARE_LINE_END.search(segment) for segment in segments):
+        return data, 0
+    lines: list[bytes] = []
+    bare = 0
+    for segment in segments:
+        pieces = _BARE_LINE_END.split(segment)
+        bare += len(pieces) - 1
+        lines.append(pieces[0])
+        lines.extend(piece[1:] if piece.startswith(b".") else piece for piece in pieces[1:])
+    return _CRLF.join(lines), bare
+
+
+class ConnectionLimiter:
+    """Open SMTP connections in total and per peer address.
+
+    Used only from the event loop's thread, so it needs no lock.
+    """
+
+    def __init__(self, max_total: int, max_per_address: int) -> None:
+        self.max_total = max_total
+        self.max_per_address = max_per_address
+        self.total = 0
+        self.by_address: Counter[str] = Counter()
+
+    def acquire(self, address: str) -> str | None:
+        """Count a new connection; return the 421 reply when it is one too many."""
+        if self.total >= self.max_total:
+            return replies.TOO_MANY_CONNECTIONS
+        if self.by_address[address] >= self.max_per_address:
+            return replies.TOO_MANY_CONNECTIONS_FROM_PEER
+        self.total += 1
+        self.by_address[address] += 1
+        return None
+
+    def release(self, address: str) -> None:
+        self.total -= 1
+        self.by_address[address] -= 1
+        if self.by_address[address] <= 0:
+            del self.by_address[address]
 
 
 class GatewaySMTP(SMTP):
+    """aiosmtpd's SMTP with connection, command and time budgets, and a
+    watch for bare-LF dot lines in the bytes the client sends."""
+
     line_length_limit = LINE_LENGTH_LIMIT
 
     def __init__(
-        self, *args: Any, sessions: set[GatewaySMTP] | None = None, **kwargs: Any
+        self,
+        handler: Any,
+        *,
+        limiter: ConnectionLimiter,
+        max_commands: int,
+        max_session_seconds: float,
+        sessions: set[GatewaySMTP] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(handler, **kwargs)
         # The open sessions of this session's listener, for a graceful stop.
         self._open_sessions = sessions if sessions is not None else set()
         self.in_data = False
         self.closing = False
+        self.limiter = limiter
+        self.max_commands = max_commands
+        self.max_session_seconds = max_session_seconds
+        self.commands = 0
+        self.bare_lf_dot_seen = False
+        self._tail = b""
+        self._peer_address: str | None = None
+        self._rejected_on_connect = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._smtp_methods = {
+            name: self._budgeted(method) for name, method in self._smtp_methods.items()
+        }
+
+    def _budgeted(
+        self, method: Callable[[str | None], Awaitable[None]]
+    ) -> Callable[[str | None], Awaitable[None]]:
+        @functools.wraps(method)
+        async def call(arg: str | None) -> None:
+            self.commands += 1
+            if self.commands > self.max_commands:
+                log.info("peer=%s closed after %d commands", self._peer_address, self.max_commands)
+                await self.push(replies.TOO_MANY_COMMANDS)
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            await method(arg)
+
+        return call
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None:
+            peer = transport.get_extra_info("peername")
+            address = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+            refusal = self.limiter.acquire(address)
+            if refusal is not None:
+                log.info("connection from %s refused: %s", address, refusal)
+                self._rejected_on_connect = True
+                transport.write(refusal.encode("ascii") + _CRLF)  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._peer_address = address
+            self._deadline = self.loop.call_later(self.max_session_seconds, self._session_expired)
+            self._open_sessions.add(self)
         super().connection_made(transport)
-        self._open_sessions.add(self)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._rejected_on_connect:
+            return
         self._open_sessions.discard(self)
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self._peer_address is not None:
+            self.limiter.release(self._peer_address)
+            self._peer_address = None
         super().connection_lost(error)
+
+    def _session_expired(self) -> None:
+        if self.transport is None:
+            return
+        log.info("peer=%s closed after %.0f s", self._peer_address, self.max_session_seconds)
+        self.transport.write(replies.SESSION_TOO_LONG.encode("ascii") + _CRLF)  # type: ignore[attr-defined]
+        self.transport.close()
 
     async def smtp_DATA(self, arg: str) -> None:
         # Between "DATA" and the reply to the final dot (which is sent only
@@ -65,8 +201,18 @@ class GatewaySMTP(SMTP):
         if self.transport is None:
             return
         if reply:
-            self.transport.write(reply.encode("ascii") + b"\r\n")
+            self.transport.write(reply.encode("ascii") + b"\r\n")  # type: ignore[attr-defined]
         self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        # The tail of the last chunk catches a pattern split between two
+        # chunks; a match that ends inside the tail was counted before.
+        window = self._tail + data
+        for match in _BARE_LF_DOT.finditer(window):
+            if match.end() > len(self._tail):
+                self.bare_lf_dot_seen = True
+        self._tail = window[-5:]
+        super().data_received(data)
 
 
 class SMTPListener:
@@ -122,6 +268,22 @@ class SpoolHandler:
         self.app = app
         self.on_spooled = on_spooled
 
+    def disk_is_short(self) -> bool:
+        """True when free disk under home is below the configured margin."""
+        settings = self.app.settings
+        try:
+            free = shutil.disk_usage(Path(settings.home)).free
+        except OSError:
+            log.exception("free disk under %s could not be read", settings.home)
+            return True
+        if free < settings.free_disk_margin_bytes:
+            log.warning(
+                "free disk %d bytes under %s is below the margin of %d bytes",
+                free, settings.home, settings.free_disk_margin_bytes,
+            )
+            return True
+        return False
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
         mail_options: list[str],
@@ -129,6 +291,8 @@ class SpoolHandler:
         if not envelope.smtp_utf8 and not address.isascii():
             log.info("MAIL rejected peer=%s: non-ASCII address without SMTPUTF8", session.peer)
             return replies.NON_ASCII_ADDRESS
+        if self.disk_is_short():
+            return replies.INSUFFICIENT_STORAGE_MAIL
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return replies.SENDER_OK
@@ -154,7 +318,15 @@ class SpoolHandler:
         return replies.RCPT_OK
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
+        if getattr(server, "bare_lf_dot_seen", False):
+            server.bare_lf_dot_seen = False  # type: ignore[attr-defined]
+            log.warning("DATA rejected peer=%s: bare LF next to a dot line", session.peer)
+            return replies.BARE_LF_DOT
+        if self.disk_is_short():
+            return replies.INSUFFICIENT_STORAGE_DATA
+        raw, bare = normalize_line_ends(envelope.original_content or b"")
+        if bare:
+            log.info("peer=%s sent %d bare line ends, normalised to CRLF", session.peer, bare)
         problem = header_problem(raw)
         if problem:
             log.info("DATA rejected peer=%s size=%d: %s", session.peer, len(raw), problem)
@@ -194,14 +366,19 @@ async def start_smtp_server(
     app: App, host: str, port: int, on_spooled: Callable[[int], None]
 ) -> SMTPListener:
     """Listen on ``host:port`` in the running loop and return the listener."""
+    settings = app.settings
     handler = SpoolHandler(app, on_spooled)
     loop = asyncio.get_running_loop()
-    limit = app.settings.max_message_bytes
+    limit = settings.max_message_bytes
+    limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
     sessions: set[GatewaySMTP] = set()
 
     def factory() -> GatewaySMTP:
         return GatewaySMTP(
             handler,
+            limiter=limiter,
+            max_commands=settings.max_commands_per_connection,
+            max_session_seconds=settings.max_session_seconds,
             data_size_limit=limit,
             enable_SMTPUTF8=True,
             decode_data=False,

@@ -41,9 +41,13 @@ _OUTLOOK_LINE_CLASSES = ("msonormal", "msoplaintext", "msolistparagraph")
 _WHITESPACE = re.compile(r"[ \t\r\n\f]+")
 _EXCESS_BLANK_LINES = re.compile(r"\n{3,}")
 
-# nh3 keeps its default tags and attributes (no style, no on* handlers).
-# "cid" is added so inline images keep their reference to the attachment.
-_URL_SCHEMES = nh3.ALLOWED_URL_SCHEMES | {"cid"}
+# nh3 keeps its default tags and attributes (no style, no on* handlers,
+# no forms). "cid" and "data" are added for images only: inline images
+# keep their reference to the attachment, and _filter_attribute drops
+# every other image source (a remote image reports to its sender when
+# and where the mail is read) and data: URLs outside images.
+_URL_SCHEMES = nh3.ALLOWED_URL_SCHEMES | {"cid", "data"}
+_URL_ATTRIBUTES = frozenset({"href", "src", "cite", "longdesc", "action", "background"})
 _CONTENT_DROPPED_TAGS = {"script", "style", "title", "head", "template", "noscript"}
 
 
@@ -234,14 +238,30 @@ def html_to_text(html: str) -> str:
     return _Renderer().render(root)
 
 
+def _filter_attribute(element: str, attribute: str, value: str) -> str | None:
+    """Keep only cid: and data:image/ sources on images, and no data: URLs
+    elsewhere; returning None drops the attribute."""
+    if attribute not in _URL_ATTRIBUTES:
+        return value
+    url = "".join(value.split()).lower()
+    if element == "img" and attribute == "src":
+        return value if url.startswith(("cid:", "data:image/")) else None
+    if url.startswith("data:") or url.startswith("cid:"):
+        return None
+    return value
+
+
 def sanitize_html(html: str) -> str:
     """Clean HTML with nh3 so that it is safe to show in a browser.
 
-    Scripts, styles, event handler attributes and unknown tags are removed,
-    and links get rel="noopener noreferrer". Remote image URLs are kept.
+    Scripts, styles, forms, event handler attributes, javascript: URLs and
+    unknown tags are removed, and links get rel="noopener noreferrer".
+    Images keep only cid: and data:image/ sources, so showing the mail
+    loads nothing from the network.
     """
     return nh3.clean(
         html,
         clean_content_tags=_CONTENT_DROPPED_TAGS,
         url_schemes=_URL_SCHEMES,
+        attribute_filter=_filter_attribute,
     )
