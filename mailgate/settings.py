@@ -265,6 +265,19 @@ def _file_values(environ: dict[str, str]) -> dict[str, Any]:
         raise SettingsError(f"{path} is not valid TOML: {error}") from None
 
 
+def _example(field: str) -> str:
+    """Return ", for example NAME=VALUE" from the setting's default, if any."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return ""
+    default = info.get_default(call_default_factory=True)
+    if default in (None, "", (), [], {}):
+        return ""
+    if isinstance(default, bool):
+        default = "true" if default else "false"
+    return f", for example MAILGATE_{field.upper()}={default}"
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Load and validate settings; raise SettingsError naming the bad one."""
     environ = dict(os.environ)
@@ -281,9 +294,10 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**values)
     except ValidationError as error:
         first = error.errors()[0]
-        name = "MAILGATE_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        field = str(first["loc"][0]) if first["loc"] else ""
+        name = "MAILGATE_" + field.upper() if field else "settings"
         raise SettingsError(
-            f"{name} is invalid ({first.get('input')!r}): {first['msg']}"
+            f"{name} is invalid ({first.get('input')!r}): {first['msg']}{_example(field)}"
         ) from None
     if settings.smtp_relay:
         settings.relay  # noqa: B018 - validate the URL now, not at first send

@@ -129,3 +129,8 @@ def test_ingest_refuses_missing_database(tmp_path: Path) -> None:
     assert result.returncode == EX_TEMPFAIL
     assert b"no mailgate database" in result.stderr
     assert not (tmp_path / "elsewhere" / "mailgate.db").exists()
+
+
+def test_bad_setting_shows_example(home: Path) -> None:
+    result = mailgate(home, "tickets", "list", MAILGATE_SMTP_PORT="many")
+    assert b"for example MAILGATE_SMTP_PORT=2525" in result.stderr
