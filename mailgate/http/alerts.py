@@ -26,7 +26,7 @@ class SubscriptionCreate(BaseModel):
 
 @router.post("/alerts", status_code=201)
 def create_subscription(body: SubscriptionCreate, actor: ops.Actor = Depends(current_actor),
-                        session: Session = Depends(transaction)) -> dict[str, Any]:
+                        session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     """Subscribe; the response carries the push signing secret, once."""
     queue_id = None
     if body.queue:
@@ -45,7 +45,7 @@ def create_subscription(body: SubscriptionCreate, actor: ops.Actor = Depends(cur
 
 @router.get("/tray")
 def list_tray(unread: bool = False, actor: ops.Actor = Depends(current_actor),
-              session: Session = Depends(transaction)) -> list[dict[str, Any]]:
+              session: Session = Depends(transaction, scope="function")) -> list[dict[str, Any]]:
     query = select(TrayItem).where(TrayItem.user_id == actor.user.id).order_by(TrayItem.id)
     if unread:
         query = query.where(TrayItem.read_at.is_(None))
@@ -55,7 +55,7 @@ def list_tray(unread: bool = False, actor: ops.Actor = Depends(current_actor),
 
 @router.post("/tray/{item_id}/read")
 def read_tray_item(item_id: int, actor: ops.Actor = Depends(current_actor),
-                   session: Session = Depends(transaction)) -> dict[str, Any]:
+                   session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     item = session.get(TrayItem, item_id)
     if item is None or item.user_id != actor.user.id:
         raise HTTPException(404, f"tray item {item_id} not found")

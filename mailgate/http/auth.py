@@ -19,7 +19,11 @@ bearer = HTTPBearer(auto_error=False, description="A token from 'mailgate users 
 
 def transaction(request: Request) -> Iterator[Session]:
     """Run the request in one transaction; changes made by the request's
-    actor cause "Ticket Updated" mail, queued in the same transaction."""
+    actor cause "Ticket Updated" mail, queued in the same transaction.
+
+    Routes use it with ``scope="function"``, so the commit happens before
+    the response is sent: a client that reads right after a write sees it.
+    """
     app = request.app.state.mailgate
     with app.sessions.begin() as session:
         since = last_history_id(session)
@@ -35,7 +39,7 @@ def transaction(request: Request) -> Iterator[Session]:
 
 def current_actor(
     request: Request,
-    session: Session = Depends(transaction),
+    session: Session = Depends(transaction, scope="function"),
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
 ) -> Actor:
     """Return the actor the token belongs to; raise 401 without a valid token."""

@@ -91,14 +91,14 @@ def _rule_set(session: Session, items: list[dict[str, Any]] | None) -> RuleSet:
 
 @router.get("")
 def list_rules(actor: ops.Actor = Depends(admin_actor),
-               session: Session = Depends(transaction)) -> dict[str, Any]:
+               session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     """Return the rules in the order they run."""
     return {"rules": [_row(rule) for rule in stored.list_rules(session)]}
 
 
 @router.put("")
 def import_rules(body: RuleSetBody, actor: ops.Actor = Depends(admin_actor),
-                 session: Session = Depends(transaction)) -> dict[str, Any]:
+                 session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     """Replace the whole rule set, after checking every rule."""
     with _invalid_as_422():
         report = ruleset.import_rules(session, actor, body.rules, source="api")
@@ -109,7 +109,7 @@ def import_rules(body: RuleSetBody, actor: ops.Actor = Depends(admin_actor),
 def add_rule(data: dict[str, Any] = Body(..., description="One rule in the rule file's shape"),
              position: int | None = Query(None, ge=1, description="Default: last"),
              actor: ops.Actor = Depends(admin_actor),
-             session: Session = Depends(transaction)) -> dict[str, Any]:
+             session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     with _invalid_as_422():
         rule = ruleset.add_rule(session, actor, data, position=position)
     return _row(rule)
@@ -117,7 +117,7 @@ def add_rule(data: dict[str, Any] = Body(..., description="One rule in the rule 
 
 @router.get("/history")
 def history(limit: int = Query(100, ge=1, le=1000), actor: ops.Actor = Depends(admin_actor),
-            session: Session = Depends(transaction)) -> list[dict[str, Any]]:
+            session: Session = Depends(transaction, scope="function")) -> list[dict[str, Any]]:
     """Changes to the rule set, newest first, with the rule before and after."""
     return [
         {"id": entry.id, "at": entry.at.isoformat(), "actor": entry.actor,
@@ -130,7 +130,7 @@ def history(limit: int = Query(100, ge=1, le=1000), actor: ops.Actor = Depends(a
 
 @router.post("/test")
 def test_mail(body: RuleTestRequest, request: Request, actor: ops.Actor = Depends(admin_actor),
-              session: Session = Depends(transaction)) -> dict[str, Any]:
+              session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     """Evaluate rules on a mail: the trace and the resulting ticket fields."""
     try:
         raw = base64.b64decode(body.raw_base64, validate=True)
@@ -156,7 +156,7 @@ def test_mail(body: RuleTestRequest, request: Request, actor: ops.Actor = Depend
 
 @router.post("/replay")
 def replay_rules(body: ReplayRequest, request: Request, actor: ops.Actor = Depends(admin_actor),
-                 session: Session = Depends(transaction)) -> dict[str, Any]:
+                 session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     """Report which spooled mails the proposed rules would route differently."""
     try:
         since = parse_since(body.since)
@@ -170,14 +170,14 @@ def replay_rules(body: ReplayRequest, request: Request, actor: ops.Actor = Depen
 
 @router.get("/{rule_id}")
 def get_rule(rule_id: int, actor: ops.Actor = Depends(admin_actor),
-             session: Session = Depends(transaction)) -> dict[str, Any]:
+             session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     return _row(_get(session, rule_id))
 
 
 @router.put("/{rule_id}")
 def replace_rule(rule_id: int, data: dict[str, Any] = Body(...),
                  actor: ops.Actor = Depends(admin_actor),
-                 session: Session = Depends(transaction)) -> dict[str, Any]:
+                 session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     rule = _get(session, rule_id)
     with _invalid_as_422():
         ruleset.edit_rule(session, actor, rule, data)
@@ -186,7 +186,7 @@ def replace_rule(rule_id: int, data: dict[str, Any] = Body(...),
 
 @router.post("/{rule_id}/enable")
 def enable_rule(rule_id: int, actor: ops.Actor = Depends(admin_actor),
-                session: Session = Depends(transaction)) -> dict[str, Any]:
+                session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     rule = _get(session, rule_id)
     stored.set_rule_enabled(session, actor, rule, True)
     return _row(rule)
@@ -194,7 +194,7 @@ def enable_rule(rule_id: int, actor: ops.Actor = Depends(admin_actor),
 
 @router.post("/{rule_id}/disable")
 def disable_rule(rule_id: int, actor: ops.Actor = Depends(admin_actor),
-                 session: Session = Depends(transaction)) -> dict[str, Any]:
+                 session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     rule = _get(session, rule_id)
     stored.set_rule_enabled(session, actor, rule, False)
     return _row(rule)
@@ -202,7 +202,7 @@ def disable_rule(rule_id: int, actor: ops.Actor = Depends(admin_actor),
 
 @router.post("/{rule_id}/move")
 def move_rule(rule_id: int, body: MoveRequest, actor: ops.Actor = Depends(admin_actor),
-              session: Session = Depends(transaction)) -> dict[str, Any]:
+              session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     rule = _get(session, rule_id)
     stored.move_rule(session, actor, rule, body.position)
     return {"rules": [_row(item) for item in stored.list_rules(session)]}
@@ -210,7 +210,7 @@ def move_rule(rule_id: int, body: MoveRequest, actor: ops.Actor = Depends(admin_
 
 @router.delete("/{rule_id}")
 def delete_rule(rule_id: int, actor: ops.Actor = Depends(admin_actor),
-                session: Session = Depends(transaction)) -> dict[str, Any]:
+                session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     rule = _get(session, rule_id)
     name = rule.name
     stored.delete_rule(session, actor, rule)

@@ -107,7 +107,7 @@ def list_tickets(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
     actor: ops.Actor = Depends(current_actor),
-    session: Session = Depends(transaction),
+    session: Session = Depends(transaction, scope="function"),
 ) -> dict[str, Any]:
     """List tickets the user may see, newest first, with filters and pages."""
     query = select(Ticket)
@@ -133,21 +133,21 @@ def list_tickets(
 
 @router.post("", status_code=201)
 def create_ticket(body: TicketCreate, actor: ops.Actor = Depends(current_actor),
-                  session: Session = Depends(transaction)) -> dict[str, Any]:
+                  session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     ticket = ops.create_ticket(session, actor, **body.model_dump())
     return _detail(session, ticket.id)
 
 
 @router.get("/{ticket_id}")
 def get_ticket(ticket_id: int, actor: ops.Actor = Depends(current_actor),
-               session: Session = Depends(transaction)) -> dict[str, Any]:
+               session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     ops.get_ticket(session, actor, ticket_id)
     return _detail(session, ticket_id)
 
 
 @router.patch("/{ticket_id}")
 def update_ticket(ticket_id: int, body: TicketUpdate, actor: ops.Actor = Depends(current_actor),
-                  session: Session = Depends(transaction)) -> dict[str, Any]:
+                  session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     ticket = ops.get_ticket(session, actor, ticket_id)
     ops.update_ticket(session, actor, ticket, **body.changes())
     return _detail(session, ticket_id)
@@ -155,7 +155,7 @@ def update_ticket(ticket_id: int, body: TicketUpdate, actor: ops.Actor = Depends
 
 @router.post("/{ticket_id}/notes", status_code=201)
 def add_note(ticket_id: int, body: NoteCreate, actor: ops.Actor = Depends(current_actor),
-             session: Session = Depends(transaction)) -> dict[str, Any]:
+             session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     ticket = ops.get_ticket(session, actor, ticket_id)
     note = ops.add_note(session, actor, ticket, body.body)
     session.flush()
@@ -164,7 +164,7 @@ def add_note(ticket_id: int, body: NoteCreate, actor: ops.Actor = Depends(curren
 
 @router.post("/{ticket_id}/attachments", status_code=201)
 def add_attachment(ticket_id: int, body: AttachmentCreate, actor: ops.Actor = Depends(current_actor),
-                   session: Session = Depends(transaction)) -> dict[str, Any]:
+                   session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     try:
         data = base64.b64decode(body.content_base64, validate=True)
     except binascii.Error:
@@ -177,7 +177,7 @@ def add_attachment(ticket_id: int, body: AttachmentCreate, actor: ops.Actor = De
 
 @router.delete("/{ticket_id}/attachments/{attachment_id}")
 def remove_attachment(ticket_id: int, attachment_id: int, actor: ops.Actor = Depends(current_actor),
-                      session: Session = Depends(transaction)) -> dict[str, Any]:
+                      session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     ticket = ops.get_ticket(session, actor, ticket_id)
     item = ops.remove_attachment(session, actor, ticket, attachment_id)
     return {"id": item.id, "removed_by": item.removed_by}
@@ -185,7 +185,7 @@ def remove_attachment(ticket_id: int, attachment_id: int, actor: ops.Actor = Dep
 
 @router.post("/{ticket_id}/postpone")
 def postpone(ticket_id: int, body: PostponeRequest, actor: ops.Actor = Depends(current_actor),
-             session: Session = Depends(transaction)) -> dict[str, Any]:
+             session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     ticket = ops.get_ticket(session, actor, ticket_id)
     ops.postpone(session, actor, ticket, amount=body.amount, until=body.until,
                  keep_on_customer_reply=body.keep_on_customer_reply)
@@ -194,7 +194,7 @@ def postpone(ticket_id: int, body: PostponeRequest, actor: ops.Actor = Depends(c
 
 @router.post("/{ticket_id}/close")
 def close(ticket_id: int, body: CloseRequest, actor: ops.Actor = Depends(current_actor),
-          session: Session = Depends(transaction)) -> dict[str, Any]:
+          session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     ticket = ops.get_ticket(session, actor, ticket_id)
     if body.reason or body.comment or body.root_causes:
         ops.explain_and_close(session, actor, ticket, reason=body.reason or "", comment=body.comment,
@@ -206,7 +206,7 @@ def close(ticket_id: int, body: CloseRequest, actor: ops.Actor = Depends(current
 
 @router.post("/{ticket_id}/reopen")
 def reopen(ticket_id: int, body: ReopenRequest, actor: ops.Actor = Depends(current_actor),
-           session: Session = Depends(transaction)) -> dict[str, Any]:
+           session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     ticket = ops.get_ticket(session, actor, ticket_id)
     ops.reopen(session, actor, ticket, stage=body.stage)
     return _detail(session, ticket_id)
@@ -215,7 +215,7 @@ def reopen(ticket_id: int, body: ReopenRequest, actor: ops.Actor = Depends(curre
 @router.post("/{ticket_id}/forward")
 def forward(ticket_id: int, body: ForwardRequest, request: Request,
             actor: ops.Actor = Depends(current_actor),
-            session: Session = Depends(transaction)) -> dict[str, Any]:
+            session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     ticket = ops.get_ticket(session, actor, ticket_id)
     options = ops.ForwardOptions(**body.model_dump(exclude={"recipients"}))
     queued = forward_ticket(request.app.state.mailgate, session, actor, ticket, body.recipients,
@@ -227,7 +227,7 @@ def forward(ticket_id: int, body: ForwardRequest, request: Request,
 
 @router.post("/bulk")
 def bulk_update(body: BulkRequest, actor: ops.Actor = Depends(current_actor),
-                session: Session = Depends(transaction)) -> dict[str, Any]:
+                session: Session = Depends(transaction, scope="function")) -> dict[str, Any]:
     result = ops.bulk_update(session, actor, body.ticket_ids, **body.changes.changes())
     return {"changed": result.changed, "unchanged": result.unchanged,
             "failed": {str(key): value for key, value in result.failed.items()}}
@@ -235,6 +235,6 @@ def bulk_update(body: BulkRequest, actor: ops.Actor = Depends(current_actor),
 
 @router.get("/{ticket_id}/history")
 def history(ticket_id: int, actor: ops.Actor = Depends(current_actor),
-            session: Session = Depends(transaction)) -> list[dict[str, Any]]:
+            session: Session = Depends(transaction, scope="function")) -> list[dict[str, Any]]:
     ops.get_ticket(session, actor, ticket_id)
     return history_rows(load_ticket(session, ticket_id))
