@@ -1,5 +1,5 @@
-"""A bare aiosmtpd server whose handler only answers 250: the ceiling of
-the SMTP cases, and the relay that outbound mail is sent to."""
+"""A bare aiosmtpd server whose handler only replies 250. It is the ceiling
+of the SMTP cases and the relay that outbound mail is sent to."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aiosmtpd.controller import Controller
 
 
 class CountingHandler:
-    """Answer 250 to every DATA and keep the time of the first and last."""
+    """Reply 250 to every DATA and record the time of the first and last."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -37,8 +37,8 @@ def _serve(port: int, ready, stop, output) -> None:
 
 
 class SinkProcess:
-    """The bare server in a child process, so it has a core of its own as
-    mailgate does; ``stop`` returns (count, first, last) of mails received."""
+    """The bare server in a child process, so that it has a core of its own
+    as mailgate does. ``stop`` returns (count, first, last) of mails received."""
 
     def __init__(self, port: int) -> None:
         context = multiprocessing.get_context("spawn")
