@@ -25,7 +25,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--quick", action="store_true",
-        help="small counts (about 10 to 30 seconds): checks that every figure is produced",
+        help="small counts (about 40 seconds), to check that every figure is produced",
     )
     parser.add_argument(
         "--only", action="append", choices=["accept", "end-to-end", "outbound", "memory"],
