@@ -60,7 +60,7 @@ def customer_mails(count: int, size: int = 2048) -> list[tuple[str, str, bytes]]
 
 
 def ceiling(count: int, connections: int) -> list[Figure]:
-    """A bare aiosmtpd server that answers 250 to everything."""
+    """Measure a bare aiosmtpd server that replies 250 to every mail."""
     port = free_port()
     sink = SinkProcess(port)
     try:
@@ -87,8 +87,9 @@ def _latencies(case: str, load: LoadResult, connections: int) -> list[Figure]:
 
 
 def durable_accept(work: Path, count: int, connections: int, redis_url: str) -> list[Figure]:
-    """``serve --role smtp`` on a Redis namespace of its own with no worker:
-    every mail is spooled and committed before 250, and none is processed."""
+    """Measure ``serve --role smtp`` on a Redis namespace of its own with no
+    worker, so every mail is spooled and committed before 250 and none is
+    processed."""
     home = work / f"accept-{connections}"
     namespace = f"mailgate-bench-{uuid.uuid4().hex[:12]}"
     settings = {"MAILGATE_REDIS_URL": redis_url, "MAILGATE_REDIS_NAMESPACE": namespace}
@@ -110,8 +111,9 @@ def durable_accept(work: Path, count: int, connections: int, redis_url: str) -> 
 
 
 def end_to_end(work: Path, count: int, connections: int) -> Figure:
-    """The embedded default: from the first byte sent to every mail processed,
-    each a new ticket with its New Ticket mail and acknowledgement in the outbox."""
+    """Measure the embedded default from the first byte sent until every mail
+    is processed, each a new ticket with its New Ticket mail and acknowledgement
+    in the outbox."""
     home = work / f"e2e-{connections}"
     prepare_home(home)
     with Gateway(home) as gateway:
@@ -127,7 +129,7 @@ def end_to_end(work: Path, count: int, connections: int) -> Figure:
 
 
 def outbound(work: Path, count: int) -> Figure:
-    """Outbox rows sent to a local aiosmtpd relay that answers 250."""
+    """Measure sending outbox rows to a local aiosmtpd relay that replies 250."""
     home = work / "outbound"
     prepare_home(home)
     _fill_outbox(home, count)
@@ -152,8 +154,8 @@ def outbound(work: Path, count: int) -> Figure:
 
 
 def memory(work: Path, size: int) -> list[Figure]:
-    """Peak resident memory while one mail of ``size`` bytes with a PDF
-    attachment is received and processed, over the idle figure."""
+    """Measure peak resident memory, over the idle figure, while one mail of
+    ``size`` bytes with a PDF attachment is received and processed."""
     home = work / "memory"
     prepare_home(home)
     mail = pdf_mail(size)
