@@ -1,0 +1,36 @@
+"""The benchmark's quick run produces every figure; it asserts no speed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# case, connections (optional), count, time, value with unit, ratio
+FIGURE_LINE = re.compile(
+    r"^(?P<case>[a-z-]+)\s+(?:\d+ conn\s+)?count\s+(?P<count>\d+)\s+time\s+[\d.]+ s"
+    r"\s+(?P<value>[\d.]+) \S+\s+ratio\s+(?P<ratio>[\d.]+) of "
+)
+
+CASES = (
+    "ceiling", "ceiling-latency", "durable-accept", "durable-accept-latency",
+    "end-to-end", "outbound", "memory", "memory-parser",
+)
+
+
+def test_quick_benchmark_prints_figures(redis_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--redis-url", redis_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = [FIGURE_LINE.match(line) for line in result.stdout.splitlines()]
+    printed = {match["case"] for match in figures if match}
+    for case in CASES:
+        assert case in printed, result.stdout
+    for match in filter(None, figures):
+        assert int(match["count"]) > 0, match.string
+        assert float(match["ratio"]) > 0, match.string
