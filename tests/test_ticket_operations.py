@@ -353,3 +353,34 @@ def test_role_permissions_configurable(tmp_path: Path) -> None:
             actor = Actor(find_user_by_email(session, FRONTLINE), "api")
             close(session, actor, get_ticket(session, actor, ticket_id))
         assert desk.ticket(ticket_id)["stage"] == "closed"
+
+
+def test_only_admins_manage_queues_and_users(desk: Gateway) -> None:
+    with desk.app.sessions.begin() as session:
+        from store.directory import find_user_by_email
+
+        find_user_by_email(session, MANAGER).role = "admin"
+    new_queue = {"name": "Sales", "address": "sales@support.example.org"}
+    new_user = {"username": "sam", "email": "sam@example.org", "queues": ["Sales"]}
+    with api(desk, "fran") as client:
+        for path, body in (("/api/queues", new_queue), ("/api/users", new_user),
+                           ("/api/stages", {"name": "waiting"}), ("/api/fields",
+                           {"name": "Plan", "kind": "text"})):
+            response = client.post(path, json=body)
+            assert response.status_code == 403, path
+            assert response.json()["missing_permission"].startswith("admin."), path
+        assert client.get("/api/users").status_code == 403
+    with api(desk, "mona") as client:
+        assert client.post("/api/queues", json=new_queue).status_code == 201
+        assert client.post("/api/users", json=new_user).status_code == 201
+        assert client.post("/api/stages", json={"name": "waiting"}).status_code == 201
+        users = {user["username"]: user for user in client.get("/api/users").json()}
+    assert users["sam"]["queues"] == ["Sales"]
+    assert users["sam"]["role"] == "frontline"
+
+
+def test_queues_add_as_frontline_refused(desk: Gateway) -> None:
+    result = cli(desk, "queues", "add", "Sales", "--address", "sales@support.example.org",
+                 "--as", "fran")
+    assert result.returncode == EX_NOPERM
+    assert b"admin.queues" in result.stderr

@@ -25,8 +25,18 @@ def queues() -> None:
 @click.argument("name")
 @click.option("--address", required=True, help="The address customers write to.")
 @click.option("--exist-ok", is_flag=True, help="Succeed when the queue exists already.")
-def queues_add(name: str, address: str, exist_ok: bool) -> None:
+@click.option("--as", "username", help="Act as this user, who needs admin.queues; "
+              "without it the command runs as the operator, as when setting up.")
+def queues_add(name: str, address: str, exist_ok: bool, username: str | None) -> None:
     """Add a queue NAME that takes mail for ADDRESS."""
+    if username:
+        from mailgate.cli.ticket_ops import acting
+        from store import admin
+
+        with acting(username) as (session, actor):
+            queue = admin.add_queue(session, actor, name, address)
+            click.echo(f"queue {queue.id} {queue.name} <{queue.address}>")
+        return
     app = open_app(must_exist=False)
     try:
         queue = add_queue(app.sessions, name, address)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mailgate.app import App
-from mailgate.http import alerts, health, metrics, rules, tickets
+from mailgate.http import admin, alerts, health, metrics, rules, tickets
 from store.operations import OperationError
 from store.permissions import PermissionDenied
 
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 # Routers of the JSON API, served only by processes that run the http role.
 # Every process serves /healthz and /metrics.
-API_ROUTERS: list[APIRouter] = [tickets.router, alerts.router, rules.router]
+API_ROUTERS: list[APIRouter] = [tickets.router, alerts.router, rules.router, admin.router]
 
 
 def create_http_app(app: App, *, api: bool = True) -> FastAPI:
