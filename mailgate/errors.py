@@ -5,7 +5,7 @@
     MailgateError
     ├── TemporaryError          retry later; nothing was lost
     │   ├── SpoolUnavailable        the spool could not be written
-    │   └── TemporaryDeliveryError  a relay answered 4xx, timed out or refused us
+    │   └── TemporaryDeliveryError  a relay replied 4xx, timed out or refused the connection
     └── PermanentError          retrying cannot help
         ├── MessageRejected         a mail we can never accept (ingest exit 65)
         ├── PermanentDeliveryError  a relay answered 5xx
@@ -30,11 +30,11 @@ class SpoolUnavailable(TemporaryError):
 
 
 class TemporaryDeliveryError(TemporaryError):
-    """Raised when a relay answers 4xx, times out or refuses the connection."""
+    """Raised when a relay replies 4xx, times out or refuses the connection."""
 
 
 class PermanentDeliveryError(PermanentError):
-    """Raised when a relay answers 5xx to the sender or the recipient."""
+    """Raised when a relay replies 5xx to the sender or the recipient."""
 
 
 class MessageRejected(PermanentError):

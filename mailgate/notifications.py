@@ -62,7 +62,7 @@ def queue_new_ticket_notifications(
     """Add one "New Ticket" mail per agent of the queue to the outbox.
 
     Each carries a reply token for that agent in its Reply-To address and
-    its Message-ID, so the agent's answer can become a note.
+    its Message-ID, so the agent's reply can become a note.
     """
     settings = app.settings
     tag = format_tag(settings.ticket_tag_prefix, ticket.id)
@@ -112,7 +112,7 @@ def queue_acknowledgement(
         )
         return None
     tag = format_tag(settings.ticket_tag_prefix, ticket.id)
-    # The customer's answer comes back to a reply address naming the ticket,
+    # The customer's reply comes back to a reply address naming the ticket,
     # so it threads even when the client drops In-Reply-To and the tag.
     token = issue_token(
         app.signing_keys[0], ticket.id, CUSTOMER_USER_ID, ttl_days=settings.reply_token_ttl_days
@@ -130,8 +130,8 @@ def queue_acknowledgement(
         in_reply_to=customer_message_id,
         references=[customer_message_id] if customer_message_id else None,
     )
-    # RFC 3834: an automatic reply goes out with the null return path, so a
-    # bounce of it is never answered again.
+    # RFC 3834: an automatic reply goes out with the null return path, so no
+    # bounce of it comes back to us.
     return add_to_outbox(session, OutgoingMail(
         kind=KIND_ACKNOWLEDGEMENT, mail_from="", rcpt_to=recipient,
         message_id=message_id, raw=raw, ticket_id=ticket.id,

@@ -227,9 +227,9 @@ def _act(
     tokens = reply_token_candidates(rcpt_tos, mail)
     # A token in the envelope recipient means the mail was sent to a reply
     # address, and a bad one there is rejected. A token only in In-Reply-To
-    # or References may come from anyone in the thread (a customer answering
-    # a forwarded notification), so when it does not fit, the mail is
-    # handled as if it had none.
+    # or References may come from anyone in the thread (for example a
+    # customer replying to a forwarded notification), so when it does not
+    # fit, the mail is handled as if it had none.
     via_envelope = bool(reply_token_candidates(rcpt_tos, EMPTY_THREAD))
     ticket = None
     if tokens:
@@ -427,7 +427,7 @@ def _handle_tokens(
     """Return the outcome of a mail that carries reply tokens, or None and
     the ticket named, when the mail is to be handled as customer mail.
 
-    A token that does not fit is final when it came in the envelope; one
+    A token that does not fit is final when it came in the envelope. A token
     read only from In-Reply-To or References is dropped, together with any
     notice it caused, and the mail is handled as if it had none.
     """
@@ -607,7 +607,8 @@ def _external_reply(
     trimmed: TrimmedReply,
     attachments: list[NewAttachment],
 ) -> Outcome:
-    """A reply from outside the organisation to a forward: a note marked as theirs."""
+    """Add a note, marked as theirs, from someone outside the organisation
+    who replied to a forward."""
     if not trimmed.body and not attachments:
         return Outcome(SpoolState.IGNORED, ticket_id=ticket.id, reason="reply has no new text")
     try:
@@ -626,7 +627,7 @@ def _public_reply(
     body: str,
     attachments: list[NewAttachment],
 ) -> str | None:
-    """Store an agent's public answer on the ticket; return why not, or None."""
+    """Store an agent's public reply on the ticket; return why not, or None."""
     try:
         add_public_reply(session, actor, ticket, body, spool_id=entry.id, attachments=attachments)
     except PermissionDenied as error:

@@ -1,6 +1,6 @@
 """"Ticket Updated" mail: one per recipient for the changes a unit of work
-made together, to the ticket's assignee and watchers but not to whoever
-made the changes."""
+made together, to the ticket's assignee and watchers, leaving out the user
+who made the changes."""
 
 from __future__ import annotations
 
@@ -125,8 +125,8 @@ def _queue_for_ticket(
 
 
 def _interested(ticket: Ticket) -> list:
-    """Return the assignee and watchers; while nobody is assigned, the
-    queue's agents too, so a customer's answer never goes unseen."""
+    """Return the assignee and watchers, plus the queue's agents while the
+    ticket is unassigned, so a customer's reply always reaches an agent."""
     users = list(ticket.watchers)
     if ticket.assignee is not None:
         if ticket.assignee not in users:

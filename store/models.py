@@ -287,13 +287,13 @@ class Message(Base):
     from_name: Mapped[str] = mapped_column(String(200), default="")
     from_email: Mapped[email_address]
     subject: Mapped[str] = mapped_column(Text, default="")
-    # The customer's new text; on follow-ups the quoted thread is cut off
-    # into ``trimmed`` so nothing is lost when trimming is wrong.
+    # The customer's new text. On follow-ups the quoted thread is moved to
+    # ``trimmed``, so nothing is lost when trimming cuts too much.
     text: Mapped[str] = mapped_column(Text, default="")
     trimmed: Mapped[str] = mapped_column(Text, default="")
     html: Mapped[str | None] = mapped_column(Text)
     automatic: Mapped[bool] = mapped_column(default=False)
-    # "in" for the customer side's mail, "out" for a public answer by an agent.
+    # "in" for the customer side's mail, "out" for an agent's public reply.
     direction: Mapped[str] = mapped_column(String(3), default="in")
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[created_at]

@@ -44,12 +44,12 @@ UPDATABLE_FIELDS = (
 
 
 class OperationError(ValueError):
-    """Raised for a request that cannot be carried out: the message says why."""
+    """Raised for a request that cannot be carried out; the message gives the reason."""
 
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts, and through which channel (cli, api, email)."""
+    """The acting user and the channel of the action (cli, api, email)."""
 
     user: User
     channel: str
@@ -425,7 +425,7 @@ def add_public_reply(
     spool_id: int | None = None,
     attachments: Iterable[NewAttachment] = (),
 ) -> Message:
-    """Store an agent's answer to the customer, sent from the queue address."""
+    """Store an agent's reply to the customer, sent from the queue address."""
     actor.require(perm.TICKET_REPLY)
     check_scope(actor, ticket)
     queue = ticket.queue
@@ -480,8 +480,8 @@ def postpone(
     until: str | None = None,
     keep_on_customer_reply: bool = False,
 ) -> datetime:
-    """Set the due date forward by ``amount`` (from now, or from the current
-    due date when that is later) or to ``until``; return the new due date."""
+    """Set the due date to ``until``, or forward by ``amount`` from now or from
+    the current due date when that is later. Return the new due date."""
     actor.require(perm.TICKET_POSTPONE)
     check_scope(actor, ticket)
     now = utcnow()

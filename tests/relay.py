@@ -1,5 +1,5 @@
 """A local SMTP relay for tests: aiosmtpd that records what it accepts and
-can answer the first attempts with a temporary or permanent error."""
+can reply to the first attempts with a temporary or permanent error."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.process import free_port
 
 @dataclass
 class RecordingRelay:
-    """Answers ``failures`` DATA attempts with ``failure_reply``, then 250."""
+    """Replies ``failure_reply`` to the first ``failures`` DATA attempts, then 250."""
 
     failures: int = 0
     failure_reply: str = "451 4.3.0 Try again later"

@@ -14,7 +14,7 @@ PUSH_TIMEOUT_SECONDS = 10.0
 
 
 def split_push(raw: bytes) -> tuple[dict[str, str], bytes]:
-    """Split a stored push row into its HTTP headers and body (the row holds
+    """Split a stored push row into its HTTP headers and body (the row contains
     ``Name: value`` lines, a blank line, then the JSON body)."""
     head, _, body = raw.partition(b"\n\n")
     headers = {}
@@ -37,7 +37,7 @@ class PushSender:
             raise TemporaryDeliveryError(f"push to {rcpt_to}: {type(error).__name__}: {error}") from None
         if response.is_success:
             return f"posted to {rcpt_to} ({response.status_code})"
-        message = f"push to {rcpt_to} answered {response.status_code}"
+        message = f"push to {rcpt_to} returned HTTP {response.status_code}"
         if response.status_code == 429 or response.status_code >= 500:
             raise TemporaryDeliveryError(message)
         raise PermanentDeliveryError(message)

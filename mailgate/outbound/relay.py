@@ -69,7 +69,7 @@ class RelaySender:
 def _classify(code: int, text: bytes | str, stage: str) -> Exception:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    message = f"{stage} answered {code} {text}"
+    message = f"{stage} replied {code} {text}"
     if 400 <= code < 500:
         return TemporaryDeliveryError(message)
     return PermanentDeliveryError(message)
