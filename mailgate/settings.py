@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     smtp_port: int = 2525
     http_host: str = "127.0.0.1"
     http_port: int = 8025
+    # Key that signs web session cookies. Unset: a key generated under home.
+    web_secret: str | None = Field(default=None, repr=False)
+    # A web session ends this many hours after sign-in.
+    web_session_hours: float = 12.0
+    # Send the session cookie over HTTPS only; set it behind a TLS proxy.
+    web_secure_cookies: bool = False
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     worker_threads: int = 4
     worker_processes: int = 1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a Debian machine (as root): Python,
-# PostgreSQL, Redis and Dovecot. Start PostgreSQL and Redis when they are
+# PostgreSQL, Redis, Dovecot and Chromium. Start PostgreSQL and Redis when they are
 # not running, then run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,9 @@ if ! command -v postconf >/dev/null; then
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     need_packages+=(postfix)
 fi
+# The browser tests drive Debian's Chromium through Playwright; Playwright
+# never downloads a browser of its own here.
+[ -x /usr/bin/chromium ] || need_packages+=(chromium)
 # The DKIM tests make their RSA keys with the openssl command.
 command -v openssl >/dev/null || need_packages+=(openssl)
 if ((${#need_packages[@]})); then

@@ -118,6 +118,20 @@ def issue_api_token(sessions: sessionmaker[Session], username: str) -> str:
     return token
 
 
+def set_password_hash(sessions: sessionmaker[Session], username: str, password_hash: str | None) -> None:
+    """Store the user's web sign-in password hash; None removes sign-in."""
+    with sessions.begin() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise DirectoryError(f"user {username!r} not found")
+        user.password_hash = password_hash
+    log.info("web password %s for user %s", "set" if password_hash else "removed", username)
+
+
+def find_user_by_username(session: Session, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username))
+
+
 def find_user_by_api_token(session: Session, token: str) -> User | None:
     if not token:
         return None

@@ -114,6 +114,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20), default=Role.FRONTLINE.value)
     # SHA-256 of the user's HTTP API token; the token itself is never stored.
     api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Argon2id hash of the web sign-in password; None: the user cannot sign in.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[created_at]
 
     queues: Mapped[list[Queue]] = relationship(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -646,12 +646,21 @@ class BulkResult:
 
 def bulk_update(session: Session, actor: Actor, ticket_ids: Sequence[int], **changes: Any) -> BulkResult:
     """Apply the same change to many tickets; each succeeds or fails on its own."""
+    return bulk_apply(session, actor, ticket_ids,
+                      lambda ticket: bool(update_ticket(session, actor, ticket, **changes)))
+
+
+def bulk_apply(
+    session: Session, actor: Actor, ticket_ids: Sequence[int], change: Callable[[Ticket], bool]
+) -> BulkResult:
+    """Call ``change`` on each ticket in a savepoint of its own; it returns
+    whether it changed the ticket. A ticket that fails is rolled back alone."""
     result = BulkResult()
     for ticket_id in ticket_ids:
         try:
             with session.begin_nested():
                 ticket = get_ticket(session, actor, ticket_id)
-                if update_ticket(session, actor, ticket, **changes):
+                if change(ticket):
                     result.changed.append(ticket_id)
                 else:
                     result.unchanged.append(ticket_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mailgate.cli.context import echo_json, open_app
+from mailgate.passwords import PasswordError, hash_password
 from store.directory import (
     DirectoryError,
     add_queue,
@@ -12,6 +13,7 @@ from store.directory import (
     issue_api_token,
     list_queues,
     list_users,
+    set_password_hash,
 )
 from store.models import Role
 
@@ -111,6 +113,29 @@ def users_list(as_json: bool) -> None:
             f"{row['id']:>4}  {row['username']:<16} {row['email']:<32} {row['role']:<10} "
             f"{', '.join(row['queues'])}"
         )
+
+
+@users.command("password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@click.option("--remove", is_flag=True, help="Remove the password, so the user cannot sign in.")
+def users_password(username: str, password_stdin: bool, remove: bool) -> None:
+    """Set the web sign-in password of USERNAME (asked for twice)."""
+    password_hash = None
+    if not remove:
+        if password_stdin:
+            password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        try:
+            password_hash = hash_password(password)
+        except PasswordError as error:
+            raise click.ClickException(str(error)) from None
+    try:
+        set_password_hash(open_app().sessions, username, password_hash)
+    except DirectoryError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"password {'removed' if remove else 'set'} for {username}")
 
 
 @users.command("token")

@@ -1,11 +1,12 @@
-"""The HTTP side of mailgate: a JSON API with an OpenAPI document."""
+"""The HTTP side of mailgate: a JSON API with an OpenAPI document, and the
+web pages."""
 
 from __future__ import annotations
 
 import logging
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from mailgate.app import App
 from mailgate.http import admin, alerts, health, metrics, rules, tickets
@@ -21,6 +22,9 @@ API_ROUTERS: list[APIRouter] = [tickets.router, alerts.router, rules.router, adm
 
 def create_http_app(app: App, *, api: bool = True) -> FastAPI:
     """Build the ASGI application; routers find ``app`` on ``request.app.state``."""
+    # Imported here because the web pages use this package's dependencies.
+    from mailgate.web import error_page, install_web, is_page
+
     http = FastAPI(title="mailgate", version="0.1.0")
     http.state.mailgate = app
     health.install_probes(http.state, app)
@@ -29,17 +33,22 @@ def create_http_app(app: App, *, api: bool = True) -> FastAPI:
     if api:
         for router in API_ROUTERS:
             http.include_router(router)
+        install_web(http, app)
 
     @http.exception_handler(PermissionDenied)
-    def permission_denied(request: Request, error: PermissionDenied) -> JSONResponse:
+    def permission_denied(request: Request, error: PermissionDenied) -> Response:
         log.info("HTTP %s %s refused: %s", request.method, request.url.path, error)
+        if api and is_page(request):
+            return error_page(request, 403, str(error))
         return JSONResponse(
             {"detail": str(error), "missing_permission": error.permission}, status_code=403
         )
 
     @http.exception_handler(OperationError)
-    def operation_error(request: Request, error: OperationError) -> JSONResponse:
+    def operation_error(request: Request, error: OperationError) -> Response:
         status = 404 if "not found" in str(error) else 400
+        if api and is_page(request):
+            return error_page(request, status, str(error))
         return JSONResponse({"detail": str(error)}, status_code=status)
 
     return http

@@ -9,15 +9,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailgate.forwards import forward_ticket
 from mailgate.http.auth import current_actor, transaction
 from mailgate.views import history_rows, ticket_detail, ticket_summary
 from store import operations as ops
-from store.models import Queue, Ticket, TicketTag, User
-from store.permissions import TICKET_ALL_QUEUES, has_permission
+from store.search import TicketFilter, find_tickets
 from store.tickets import NewAttachment, load_ticket
 
 router = APIRouter(prefix="/api/tickets", tags=["tickets"])
@@ -110,23 +108,9 @@ def list_tickets(
     session: Session = Depends(transaction, scope="function"),
 ) -> dict[str, Any]:
     """List tickets the user may see, newest first, with filters and pages."""
-    query = select(Ticket)
-    if not has_permission(actor.user.role, TICKET_ALL_QUEUES):
-        query = query.where(Ticket.queue_id.in_([item.id for item in actor.user.queues]))
-    if queue:
-        query = query.join(Queue, Ticket.queue_id == Queue.id).where(Queue.name == queue)
-    if stage:
-        query = query.where(Ticket.stage == stage)
-    if tag:
-        query = query.where(Ticket.id.in_(select(TicketTag.ticket_id).where(TicketTag.tag == tag.lower())))
-    if assignee:
-        query = query.join(User, Ticket.assignee_id == User.id).where(User.username == assignee)
-    if due_before:
-        query = query.where(Ticket.due_at < due_before)
-    if q:
-        query = query.where(Ticket.subject.ilike(f"%{q}%"))
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(query.order_by(Ticket.id.desc()).limit(limit).offset(offset))
+    filters = TicketFilter(queue=queue, stage=stage, tag=tag, assignee=assignee,
+                           due_before=due_before, text=q)
+    total, rows = find_tickets(session, actor.user, filters, limit=limit, offset=offset)
     return {"items": [ticket_summary(ticket) for ticket in rows], "total": total,
             "limit": limit, "offset": offset}
 
