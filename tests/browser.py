@@ -3,6 +3,7 @@ Debian's Chromium driven by Playwright, for the web page tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import smtplib
 import subprocess
@@ -14,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from sqlalchemy import select
+
 from mailgate.app import App
 from mailgate.settings import Settings
-from tests.process import ServeProcess, free_port
+from store.models import Ticket
+from tests.process import ServeProcess, free_port, wait_for
 
 CHROMIUM = Path(os.environ.get("MAILGATE_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -40,6 +44,7 @@ class Site:
     smtp_port: int
     base_url: str
     server: ServeProcess
+    _app: App | None = None
 
     def mailgate(self, *args: str, stdin: str | None = None) -> str:
         """Run a ``mailgate`` command on this site's home; return its stdout."""
@@ -54,21 +59,46 @@ class Site:
         return result.stdout
 
     def send(self, subject: str, *, sender: str = "customer@example.com", to: str = SUPPORT,
-             text: str = "Hello, it does not work.", html: str | None = None) -> None:
+             text: str = "Hello, it does not work.", html: str | None = None,
+             message_id: str | None = None, in_reply_to: str | None = None) -> None:
         """Send a customer mail over SMTP."""
         message = EmailMessage()
         message["From"] = sender
         message["To"] = to
         message["Subject"] = subject
+        if message_id:
+            message["Message-ID"] = message_id
+        if in_reply_to:
+            message["In-Reply-To"] = in_reply_to
         message.set_content(text)
         if html is not None:
             message.add_alternative(html, subtype="html")
         with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30) as client:
             client.send_message(message)
 
+    def history(self, ticket_id: int) -> list[dict]:
+        """Return the ticket's history as ``mailgate tickets history --json`` prints it."""
+        return json.loads(self.mailgate("tickets", "history", str(ticket_id), "--json"))
+
+    def ticket_id(self, subject: str) -> int:
+        """Wait for the mail with ``subject`` to become a ticket; return its id."""
+        found: list[int] = []
+
+        def created() -> bool:
+            with self.app().sessions() as session:
+                ticket_id = session.scalar(select(Ticket.id).where(Ticket.subject == subject))
+            if ticket_id is not None:
+                found.append(ticket_id)
+            return bool(found)
+
+        wait_for(created, timeout=60)
+        return found[0]
+
     def app(self) -> App:
-        """Open the site's database from the test process, to check results."""
-        return App.create(Settings(home=self.home, domain="support.example.org"))
+        """Return the site's database opened from the test process, to check results."""
+        if self._app is None:
+            self._app = App.create(Settings(home=self.home, domain="support.example.org"))
+        return self._app
 
 
 def start_site(home: Path) -> Site:

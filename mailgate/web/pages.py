@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
@@ -27,6 +28,17 @@ log = logging.getLogger(__name__)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in user as the page layout shows them; a plain copy, so an
+    error page can still be drawn after the request's transaction ended."""
+
+    id: int
+    username: str
+    name: str
+    role: str
+
+
 class SignInRequired(Exception):
     """Raised for a page that needs a signed-in user; answered by a redirect."""
 
@@ -43,6 +55,7 @@ def page_actor(request: Request, session: Session = Depends(transaction, scope="
         raise SignInRequired(path)
     actor = ops.Actor(user, "web")
     request.state.actor = actor
+    request.state.viewer = Viewer(user.id, user.username, user.name, user.role)
     return actor
 
 
@@ -97,8 +110,7 @@ def render(
 ) -> Response:
     """Render ``template`` with what the layout needs: the user, the CSRF
     token, the unread tray count and a ``can(permission)`` test."""
-    actor: ops.Actor | None = getattr(request.state, "actor", None)
-    user = actor.user if actor else None
+    user: Viewer | None = getattr(request.state, "viewer", None)
     unread = 0
     if user is not None and session is not None:
         unread = session.scalar(
