@@ -167,3 +167,59 @@ def test_other_queue_ticket_is_refused(site):
         client.post("/signin", data={"csrf_token": token, "username": "ana", "password": PASSWORD})
         response = client.get(f"/tickets/{ticket_id}")
     assert response.status_code == 403
+
+
+def test_tray_shows_subscribed_alert(browser, site):
+    watcher = sign_in(browser, site, "mia")
+    watcher.goto("/tray")
+    watcher.check("#subscribe-form input[name=events][value=stage]")
+    watcher.select_option("#subscribe-form select[name=queue]", "Support")
+    watcher.click("#subscribe-form button[type=submit]")
+    assert watcher.locator(".flash").inner_text() == "Subscribed."
+    assert "stage on Support, by tray" in watcher.locator("#subscriptions").inner_text()
+
+    page, ticket_id = open_ticket(browser, site, "ana", "Ticket page: tray alert")
+    page.select_option("#info-form select[name=stage]", "open")
+    page.click("#info-form button[type=submit]")
+    assert page.locator(".flash").inner_text() == "Ticket saved."
+
+    watcher.goto("/tray")
+    assert watcher.locator("#unread-count").inner_text() == "1"
+    item = watcher.locator("#tray li.unread")
+    assert item.count() == 1
+    assert item.locator(".text").inner_text() == f"[#{ticket_id}] ana changed stage from new to open"
+    assert item.locator("a").inner_text() == f"#{ticket_id}"
+    item.locator("button").click()
+    assert watcher.locator("#tray li.unread").count() == 0
+    assert watcher.locator("#unread-count").count() == 0
+    page.context.close()
+    watcher.context.close()
+
+
+def test_tray_skips_tickets_of_other_queues(browser, site):
+    frontline = sign_in(browser, site, "ana")
+    frontline.goto("/tray")
+    frontline.check("#subscribe-form input[name=events][value=queue]")
+    frontline.check("#subscribe-form input[name=events][value=tags]")
+    frontline.click("#subscribe-form button[type=submit]")
+    assert "every queue you work on" in frontline.locator("#subscriptions").inner_text()
+
+    site.send("Ticket page: billing alert", to="billing@support.example.org")
+    ticket_id = site.ticket_id("Ticket page: billing alert")
+    manager = sign_in(browser, site, "mia")
+    manager.goto(f"/tickets/{ticket_id}")
+    manager.select_option("#info-form select[name=queue]", "Support")
+    manager.click("#info-form button[type=submit]")
+    assert manager.locator(".flash").inner_text() == "Ticket saved."
+    site.send("Ticket page: billing alert 2", to="billing@support.example.org")
+    other_id = site.ticket_id("Ticket page: billing alert 2")
+    manager.goto(f"/tickets/{other_id}")
+    manager.fill("#info-form input[name=tags]", "vip")
+    manager.click("#info-form button[type=submit]")
+    assert manager.locator(".flash").inner_text() == "Ticket saved."
+
+    frontline.goto("/tray")
+    texts = frontline.locator("#tray li .text").all_inner_texts()
+    assert texts == [f"[#{ticket_id}] mia changed queue from Billing to Support"]
+    manager.context.close()
+    frontline.context.close()
