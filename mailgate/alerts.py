@@ -130,8 +130,8 @@ def queue_alerts(
 
 
 def _may_see(user: User, ticket: Ticket) -> bool:
-    """Return whether ``user`` works on the ticket's queue, or on every queue;
-    a subscription to every queue still alerts only on tickets the user may see."""
+    """Return whether ``user`` works on the ticket's queue, or on every queue.
+    A subscription to every queue alerts only on tickets the user may open."""
     if has_permission(user.role, TICKET_ALL_QUEUES):
         return True
     return ticket.queue_id in {queue.id for queue in user.queues}

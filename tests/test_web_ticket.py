@@ -88,7 +88,7 @@ def test_forward_to_role(browser, site):
     page.context.close()
 
 
-def test_frontline_has_no_close_and_forged_close_is_refused(browser, site):
+def test_frontline_close_hidden_and_rejected(browser, site):
     page, ticket_id = open_ticket(browser, site, "ana", "Ticket page: forged close")
     actions = page.locator("#ticket-actions")
     assert actions.locator("button:text-is('Close')").count() == 0

@@ -94,10 +94,10 @@ def _dashboard(request: Request, session: Session, actor: ops.Actor, params: dic
         session, actor.user, filters, sort=sort, descending=params["order"] != "asc",
         limit=per_page, offset=(page - 1) * per_page,
     )
-    shown = {key: value for key, value in params.items() if value not in ("", None)}
+    active_params = {key: value for key, value in params.items() if value not in ("", None)}
 
     def link(**changes: Any) -> str:
-        values = {**shown, **changes}
+        values = {**active_params, **changes}
         return "/tickets?" + urlencode({k: v for k, v in values.items() if v not in ("", None)})
 
     return render(request, "dashboard.html", {

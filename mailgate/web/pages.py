@@ -1,4 +1,4 @@
-"""What every web page shares: the signed-in actor, CSRF-checked forms,
+"""Helpers of every web page: the signed-in actor, CSRF-checked forms,
 rendering with the page layout, and redirects that stay on this site."""
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class Viewer:
 
 
 class SignInRequired(Exception):
-    """Raised for a page that needs a signed-in user; answered by a redirect."""
+    """Raised for a page that needs a signed-in user; the handler redirects
+    to the sign-in page."""
 
     def __init__(self, next_path: str) -> None:
         super().__init__(next_path)
@@ -88,7 +89,7 @@ def local_path(value: str | None, default: str) -> str:
 
 
 def redirect(path: str, **query: Any) -> RedirectResponse:
-    """Answer a form with 303, so that reloading the next page sends no form."""
+    """Return a 303 redirect, so that reloading the next page resends no form."""
     values = {key: value for key, value in query.items() if value not in (None, "")}
     if values:
         path += ("&" if "?" in path else "?") + urlencode(values)
@@ -96,7 +97,7 @@ def redirect(path: str, **query: Any) -> RedirectResponse:
 
 
 def flash(request: Request, message: str, kind: str = "info") -> None:
-    """Keep a short message for the next page the user sees."""
+    """Store a short message in the session for the next page rendered."""
     request.session.setdefault("flash", []).append({"kind": kind, "text": message[:500]})
 
 
@@ -139,7 +140,7 @@ def attempt(
 
     An OperationError (an invalid value, a closed ticket) is shown to the
     user and changes nothing. A missing permission is not caught here: it
-    is answered with 403, like a forged request.
+    gets a 403 response, like a forged request.
     """
     try:
         with session.begin_nested():
