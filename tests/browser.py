@@ -10,7 +10,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from sqlalchemy import select
 from mailgate.app import App
 from mailgate.settings import Settings
 from store.models import Ticket
+from tests.mail import agent_reply
 from tests.process import ServeProcess, free_port, wait_for
 
 CHROMIUM = Path(os.environ.get("MAILGATE_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -75,6 +78,29 @@ class Site:
             message.add_alternative(html, subtype="html")
         with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30) as client:
             client.send_message(message)
+
+    def notification(self, ticket_id: int, recipient: str) -> EmailMessage:
+        """Return the New Ticket mail for ``recipient`` from the Maildir outbox."""
+        found: list[EmailMessage] = []
+
+        def written() -> bool:
+            for path in (self.home / "outbox" / "new").iterdir():
+                mail = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+                to = [address.addr_spec for address in mail["To"].addresses]
+                if to == [recipient] and f"[#{ticket_id}]" in str(mail["Subject"]):
+                    found.append(mail)
+                    return True
+            return False
+
+        wait_for(written, timeout=60)
+        return found[0]
+
+    def reply_as_agent(self, ticket_id: int, username: str, text: str) -> None:
+        """Answer the ticket's New Ticket mail from the agent's inbox, quoting it."""
+        address = f"{username}@example.org"
+        reply = agent_reply(self.notification(ticket_id, address), text, address)
+        with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30) as client:
+            client.send_message(reply)
 
     def history(self, ticket_id: int) -> list[dict]:
         """Return the ticket's history as ``mailgate tickets history --json`` prints it."""

@@ -223,3 +223,35 @@ def test_tray_skips_tickets_of_other_queues(browser, site):
     assert texts == [f"[#{ticket_id}] mia changed queue from Billing to Support"]
     manager.context.close()
     frontline.context.close()
+
+
+def test_emailed_note_trimmed_part_expands(browser, site):
+    site.send("Ticket page: emailed note", sender="emailed@example.com")
+    ticket_id = site.ticket_id("Ticket page: emailed note")
+    site.reply_as_agent(ticket_id, "ana", "Replaced the fuser, please test.")
+    wait_for(lambda: any(entry["action"] == "note_added" for entry in site.history(ticket_id)),
+             timeout=60)
+    page = sign_in(browser, site, "ana")
+    page.goto(f"/tickets/{ticket_id}?tab=notes")
+    note = page.locator("article.note")
+    assert note.locator(".note-body").inner_text() == "Replaced the fuser, please test."
+    assert "via email" in note.locator("header").inner_text()
+    trimmed = note.locator("details.trimmed")
+    assert not trimmed.locator("pre").is_visible()
+    trimmed.locator("summary").click()
+    assert "wrote:" in trimmed.locator("pre").inner_text()
+    assert "> " in trimmed.locator("pre").inner_text()
+    page.context.close()
+
+
+def test_ticket_page_at_phone_width(browser, site):
+    page, ticket_id = open_ticket(browser, site, "mia", "Ticket page: phone")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"/tickets/{ticket_id}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400
+    page.click("summary:text('Explain & Close')")
+    box = page.locator("form[action$='/explain-close']").bounding_box()
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= 400
+    screenshot(page, "ticket-phone")
+    page.context.close()
