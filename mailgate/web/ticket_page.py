@@ -4,6 +4,7 @@ that change the ticket's fields, notes and attachments."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +30,7 @@ TABS = ("info", "messages", "notes", "history")
 # file cannot run script on this site.
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain"})
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+_UNSAFE_IN_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\]')
 
 
 def ticket_url(ticket_id: int, tab: str = "info") -> str:
@@ -194,7 +196,9 @@ def download_attachment(
         raise HTTPException(404, f"attachment {attachment_id} has no content")
     inline = item.content_type.lower() in INLINE_TYPES
     disposition = "inline" if inline else "attachment"
-    filename = item.filename.replace('"', "").replace("\\", "")
+    # A customer's mail can name a file with CR, LF or other control
+    # characters (RFC 2231 encoding), which no HTTP header may contain.
+    filename = _UNSAFE_IN_FILENAME.sub("", item.filename) or "attachment"
     ascii_name = filename.encode("ascii", "replace").decode().replace("?", "_")
     headers = {
         "Content-Disposition": f"{disposition}; filename=\"{ascii_name}\"; "
