@@ -15,7 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from mailgate.web.pages import CheckedForm, PageActor, Transaction, flash, local_path, redirect, render
+from mailgate.web.pages import (
+    MAX_ROW_ID, CheckedForm, PageActor, RowId, Transaction, flash, local_path, redirect, render,
+)
 from store import operations as ops
 from store.models import Queue, User
 from store.permissions import TICKET_ALL_QUEUES, TICKET_CLOSE, has_permission
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZES = (25, 50, 100)
+# Larger page numbers are clamped to this one, so that the row offset fits in
+# PostgreSQL's 32-bit INTEGER and in SQLite's 64-bit one.
+MAX_PAGE = 2**31 // max(PAGE_SIZES)
 POSTPONE_CHOICES = ("4h", "1d", "3d", "1w", "2w", "1mo")
 BULK_ACTIONS = ("stage", "queue", "add_tag", "assignee", "postpone", "close")
 
@@ -89,7 +94,7 @@ def _dashboard(request: Request, session: Session, actor: ops.Actor, params: dic
         assignee=params["assignee"] or None, due_before=_due_before(params["due_before"]),
         overdue=bool(params["overdue"]), text=params["q"].strip() or None,
     )
-    page = max(1, params["page"])
+    page = min(max(1, params["page"]), MAX_PAGE)
     total, tickets = find_tickets(
         session, actor.user, filters, sort=sort, descending=params["order"] != "asc",
         limit=per_page, offset=(page - 1) * per_page,
@@ -118,10 +123,17 @@ def _dashboard(request: Request, session: Session, actor: ops.Actor, params: dic
     }, session=session)
 
 
+def _is_number(value: object) -> bool:
+    """Return whether ``value`` is a string of ASCII digits; ``str.isdigit``
+    alone also accepts digits such as "²" that ``int`` rejects."""
+    return isinstance(value, str) and value.isascii() and value.isdigit()
+
+
 def _ticket_ids(form: FormData) -> list[int]:
+    """Return the checked ticket ids, skipping values that are no row id."""
     ids = []
     for value in form.getlist("ticket"):
-        if isinstance(value, str) and value.isdigit():
+        if _is_number(value) and 1 <= int(value) <= MAX_ROW_ID:
             ids.append(int(value))
     return sorted(set(ids))
 
@@ -178,15 +190,15 @@ def _params_of(path: str) -> dict[str, Any]:
         "queue", "stage", "tag", "assignee", "due_before", "overdue", "q")}
     params["sort"] = query.get("sort", "id")
     params["order"] = query.get("order", "desc")
-    params["page"] = int(query["page"]) if query.get("page", "").isdigit() else 1
-    params["per_page"] = int(query["per_page"]) if query.get("per_page", "").isdigit() else 50
+    params["page"] = int(query["page"]) if _is_number(query.get("page")) else 1
+    params["per_page"] = int(query["per_page"]) if _is_number(query.get("per_page")) else 50
     return params
 
 
 @router.post("/tickets/{ticket_id}/quick")
 def quick_action(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, Request
+from fastapi import Path as PathParameter
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
@@ -67,11 +68,16 @@ async def checked_form(request: Request) -> FormData:
     return form
 
 
-# Parameter types of page routes: a CSRF-checked form, the signed-in actor
-# and the request's transaction.
+# Row ids are INTEGER columns, at most 2**31 - 1 in PostgreSQL. The database
+# drivers raise on a larger id, so a URL with one gets the 404 page instead.
+MAX_ROW_ID = 2**31 - 1
+
+# Parameter types of page routes: a CSRF-checked form, the signed-in actor,
+# the request's transaction and the id of a row in a URL path.
 CheckedForm = Annotated[FormData, Depends(checked_form)]
 PageActor = Annotated[ops.Actor, Depends(page_actor)]
 Transaction = Annotated[Session, Depends(transaction, scope="function")]
+RowId = Annotated[int, PathParameter(ge=1, le=MAX_ROW_ID)]
 
 
 def local_path(value: str | None, default: str) -> str:

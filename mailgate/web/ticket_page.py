@@ -16,7 +16,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from mailgate.web.dashboard import POSTPONE_CHOICES, choices
 from mailgate.web.message_html import displayed_html
-from mailgate.web.pages import CheckedForm, PageActor, Transaction, attempt, flash, redirect, render
+from mailgate.web.pages import CheckedForm, PageActor, RowId, Transaction, attempt, flash, redirect, render
 from store import operations as ops
 from store.models import Attachment, Blob, CustomField, RootCause, Ticket
 from store.tickets import NewAttachment, load_ticket
@@ -52,7 +52,7 @@ def _inline_images(ticket: Ticket) -> dict[int, dict[str, str]]:
 @router.get("/tickets/{ticket_id}")
 def ticket_page(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     actor: PageActor,
     session: Transaction,
     tab: str = "info",
@@ -100,7 +100,7 @@ def _custom_values(session: Session, form: FormData) -> dict[str, Any]:
 @router.post("/tickets/{ticket_id}/update")
 def update_info(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -126,7 +126,7 @@ def update_info(
 @router.post("/tickets/{ticket_id}/notes")
 def add_note(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -143,7 +143,7 @@ def add_note(
 @router.post("/tickets/{ticket_id}/attachments")
 async def upload_attachment(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -168,8 +168,8 @@ async def upload_attachment(
 @router.post("/tickets/{ticket_id}/attachments/{attachment_id}/remove")
 def remove_attachment(
     request: Request,
-    ticket_id: int,
-    attachment_id: int,
+    ticket_id: RowId,
+    attachment_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -182,8 +182,8 @@ def remove_attachment(
 
 @router.get("/tickets/{ticket_id}/attachments/{attachment_id}")
 def download_attachment(
-    ticket_id: int,
-    attachment_id: int,
+    ticket_id: RowId,
+    attachment_id: RowId,
     actor: PageActor,
     session: Transaction,
 ) -> Response:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from sqlalchemy import select, update
 
-from mailgate.web.pages import CheckedForm, PageActor, Transaction, local_path, redirect, render
+from mailgate.web.pages import CheckedForm, PageActor, RowId, Transaction, local_path, redirect, render
 from store.models import TrayItem, utcnow
 
 router = APIRouter(include_in_schema=False)
@@ -31,7 +31,7 @@ def tray_page(
 @router.post("/tray/{item_id}/read")
 def mark_read(
     request: Request,
-    item_id: int,
+    item_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
