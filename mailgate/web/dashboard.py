@@ -173,6 +173,9 @@ def bulk(
     if action != "close" and action != "assignee" and not value:
         flash(request, f"Choose a value for {action.replace('_', ' ')}.", "error")
         return redirect(back)
+    if action == "postpone" and value not in POSTPONE_CHOICES:
+        flash(request, f"Invalid postpone amount {value!r}; choose one of the list.", "error")
+        return redirect(back)
     result = ops.bulk_apply(session, actor, ids, _bulk_change(session, actor, action, value))
     log.info("web bulk %s=%r by %s: %d changed, %d unchanged, %d failed", action, value,
              actor.user.username, len(result.changed), len(result.unchanged), len(result.failed))
@@ -215,6 +218,8 @@ def quick_action(
                 text = f"Ticket {ticket_id}: {field} set to {value}." if changed else \
                     f"Ticket {ticket_id}: {field} was {value} already."
             elif field == "postpone":
+                if value not in POSTPONE_CHOICES:
+                    raise ops.OperationError(f"invalid postpone amount {value!r}; choose one of the list")
                 due = ops.postpone(session, actor, ticket, amount=value)
                 text = f"Ticket {ticket_id} postponed until {due:%Y-%m-%d %H:%M} UTC."
             else:
