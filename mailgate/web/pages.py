@@ -4,6 +4,7 @@ rendering with the page layout, and redirects that stay on this site."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ from store.permissions import has_permission
 log = logging.getLogger(__name__)
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+MAX_FLASHES = 2
+MAX_FLASH_JSON_BYTES = 1000
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,20 @@ def redirect(path: str, **query: Any) -> RedirectResponse:
 
 
 def flash(request: Request, message: str, kind: str = "info") -> None:
-    """Keep a short message for the next page the user sees."""
-    request.session.setdefault("flash", []).append({"kind": kind, "text": message[:500]})
+    """Keep a short message for the next page the user opens.
+
+    The session cookie stores each character as ASCII JSON (up to 12 bytes
+    for an emoji), and browsers drop a cookie over 4096 bytes, so only the
+    last MAX_FLASHES messages are kept, each cut to MAX_FLASH_JSON_BYTES.
+    """
+    text = message[:500]
+    while len(json.dumps(text)) > MAX_FLASH_JSON_BYTES:
+        text = text[: len(text) * 9 // 10]
+    if text != message:
+        text += "…"
+    flashes = request.session.setdefault("flash", [])
+    flashes.append({"kind": kind, "text": text})
+    del flashes[:-MAX_FLASHES]
 
 
 def render(
