@@ -226,6 +226,22 @@ def test_upload_over_limit_is_refused(site):
     assert "big.bin</a>" not in response.text
 
 
+def test_long_flash_keeps_the_cookie_small(site):
+    """Browsers drop a cookie over 4096 bytes, and the flash of an upload
+    names the file."""
+    ticket_id = new_ticket(site, "Hostile: emoji filename")
+    name = "\U0001F600" * 300 + ".txt"
+    with client_for(site, "ana") as client:
+        response = client.post(f"/tickets/{ticket_id}/attachments", data={"csrf_token": client.csrf},
+                               files={"file": (name, b"x", "text/plain")})
+        page = client.get(response.headers["location"]).text
+    assert response.status_code == 303
+    assert len(response.headers["set-cookie"]) < 4096
+    [message] = flashes(page)
+    assert message.startswith("\U0001F600" * 50)
+    assert message.endswith("…")
+
+
 # -- CSRF, sessions and redirects ------------------------------------------------------
 
 def test_other_sessions_token_is_refused(site):
@@ -261,6 +277,17 @@ def test_signin_replaces_session(site):
         response = stale.get("/tickets")
     assert response.status_code == 303
     assert response.headers["location"].startswith("/signin")
+
+
+@pytest.mark.xfail(strict=True, reason="sessions live in the signed cookie, so sign-out "
+                                       "cannot revoke a copy of it")
+def test_signout_revokes_copied_cookie(site):
+    with client_for(site, "ana") as client:
+        copied = client.cookies["mailgate_session"]
+        client.post("/signout", data={"csrf_token": client.csrf})
+    with httpx.Client(base_url=site.base_url, cookies={"mailgate_session": copied}) as thief:
+        response = thief.get("/tickets")
+    assert response.status_code == 303
 
 
 @pytest.mark.parametrize("target", [
