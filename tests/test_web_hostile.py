@@ -345,6 +345,22 @@ def test_frontline_cannot_close_by_forged_form(site):
     assert web_changes(site, ticket_id) == []
 
 
+def test_frontline_cannot_reopen(site):
+    ticket_id = new_ticket(site, "Hostile: forged reopen")
+    with client_for(site, "mia") as manager:
+        closed = manager.post(f"/tickets/{ticket_id}/close", data={"csrf_token": manager.csrf})
+    assert closed.status_code == 303
+    with client_for(site, "ana") as client:
+        for path, data in (
+            (f"/tickets/{ticket_id}/reopen", {}),
+            (f"/tickets/{ticket_id}/update", {"queue": "Support", "stage": "new"}),
+            (f"/tickets/{ticket_id}/quick", {"field": "stage", "value": "open"}),
+        ):
+            response = client.post(path, data={**data, "csrf_token": client.csrf})
+            assert response.status_code == 403, path
+    assert web_changes(site, ticket_id) == ["closed"]
+
+
 def test_unknown_assignee_is_refused(site):
     ticket_id = new_ticket(site, "Hostile: ghost assignee")
     with client_for(site, "ana") as client:
