@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
@@ -70,6 +72,17 @@ def install_web(http: FastAPI, app: App) -> None:
     @http.exception_handler(SignInRequired)
     def sign_in_required(request: Request, error: SignInRequired) -> Response:
         return redirect("/signin", next=error.next_path)
+
+    @http.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        if not is_page(request):
+            return await request_validation_exception_handler(request, error)
+        log.info("web %s %s invalid: %s", request.method, request.url.path, error.errors())
+        fields = ", ".join(str(item["loc"][-1]) for item in error.errors())
+        # A path with an invalid id names no page, so it gets the 404 page.
+        if any(item["loc"][0] == "path" for item in error.errors()):
+            return error_page(request, 404, f"{request.url.path} not found")
+        return error_page(request, 400, f"invalid value of {fields}; check the link and try again")
 
     @http.exception_handler(CSRFError)
     def csrf_failed(request: Request, error: CSRFError) -> Response:

@@ -15,7 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from mailgate.web.pages import CheckedForm, PageActor, Transaction, flash, local_path, redirect, render
+from mailgate.web.pages import (
+    MAX_ROW_ID, CheckedForm, PageActor, RowId, Transaction, flash, local_path, redirect, render,
+)
 from store import operations as ops
 from store.models import Queue, User
 from store.permissions import (
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZES = (25, 50, 100)
+# Larger page numbers are clamped to this one, so that the row offset fits in
+# PostgreSQL's 32-bit INTEGER and in SQLite's 64-bit one.
+MAX_PAGE = 2**31 // max(PAGE_SIZES)
 POSTPONE_CHOICES = ("4h", "1d", "3d", "1w", "2w", "1mo")
 # Each bulk action and the permission it needs, in the order the form lists them.
 BULK_ACTIONS = {
@@ -95,7 +100,7 @@ def _dashboard(request: Request, session: Session, actor: ops.Actor, params: dic
         assignee=params["assignee"] or None, due_before=_due_before(params["due_before"]),
         overdue=bool(params["overdue"]), text=params["q"].strip() or None,
     )
-    page = max(1, params["page"])
+    page = min(max(1, params["page"]), MAX_PAGE)
     total, tickets = find_tickets(
         session, actor.user, filters, sort=sort, descending=params["order"] != "asc",
         limit=per_page, offset=(page - 1) * per_page,
@@ -124,10 +129,17 @@ def _dashboard(request: Request, session: Session, actor: ops.Actor, params: dic
     }, session=session)
 
 
+def _is_number(value: object) -> bool:
+    """Return whether ``value`` is a string of ASCII digits; ``str.isdigit``
+    alone also accepts digits such as "²" that ``int`` rejects."""
+    return isinstance(value, str) and value.isascii() and value.isdigit()
+
+
 def _ticket_ids(form: FormData) -> list[int]:
+    """Return the checked ticket ids, skipping values that are no row id."""
     ids = []
     for value in form.getlist("ticket"):
-        if isinstance(value, str) and value.isdigit():
+        if _is_number(value) and 1 <= int(value) <= MAX_ROW_ID:
             ids.append(int(value))
     return sorted(set(ids))
 
@@ -167,6 +179,9 @@ def bulk(
     if action != "close" and action != "assignee" and not value:
         flash(request, f"Choose a value for {action.replace('_', ' ')}.", "error")
         return redirect(back)
+    if action == "postpone" and value not in POSTPONE_CHOICES:
+        flash(request, f"Invalid postpone amount {value!r}; choose one of the list.", "error")
+        return redirect(back)
     result = ops.bulk_apply(session, actor, ids, _bulk_change(session, actor, action, value))
     log.info("web bulk %s=%r by %s: %d changed, %d unchanged, %d failed", action, value,
              actor.user.username, len(result.changed), len(result.unchanged), len(result.failed))
@@ -184,15 +199,15 @@ def _params_of(path: str) -> dict[str, Any]:
         "queue", "stage", "tag", "assignee", "due_before", "overdue", "q")}
     params["sort"] = query.get("sort", "id")
     params["order"] = query.get("order", "desc")
-    params["page"] = int(query["page"]) if query.get("page", "").isdigit() else 1
-    params["per_page"] = int(query["per_page"]) if query.get("per_page", "").isdigit() else 50
+    params["page"] = int(query["page"]) if _is_number(query.get("page")) else 1
+    params["per_page"] = int(query["per_page"]) if _is_number(query.get("per_page")) else 50
     return params
 
 
 @router.post("/tickets/{ticket_id}/quick")
 def quick_action(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -209,6 +224,8 @@ def quick_action(
                 text = f"Ticket {ticket_id}: {field} set to {value}." if changed else \
                     f"Ticket {ticket_id}: {field} was {value} already."
             elif field == "postpone":
+                if value not in POSTPONE_CHOICES:
+                    raise ops.OperationError(f"invalid postpone amount {value!r}; choose one of the list")
                 due = ops.postpone(session, actor, ticket, amount=value)
                 text = f"Ticket {ticket_id} postponed until {due:%Y-%m-%d %H:%M} UTC."
             else:

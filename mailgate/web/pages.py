@@ -4,6 +4,7 @@ rendering with the page layout, and redirects that stay on this site."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, Request
+from fastapi import Path as PathParameter
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
@@ -26,6 +28,9 @@ from store.permissions import has_permission
 log = logging.getLogger(__name__)
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+MAX_FLASHES = 2
+MAX_FLASH_JSON_BYTES = 1000
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,16 @@ async def checked_form(request: Request) -> FormData:
     return form
 
 
-# Parameter types of page routes: a CSRF-checked form, the signed-in actor
-# and the request's transaction.
+# Row ids are INTEGER columns, at most 2**31 - 1 in PostgreSQL. The database
+# drivers raise on a larger id, so a URL with one gets the 404 page instead.
+MAX_ROW_ID = 2**31 - 1
+
+# Parameter types of page routes: a CSRF-checked form, the signed-in actor,
+# the request's transaction and the id of a row in a URL path.
 CheckedForm = Annotated[FormData, Depends(checked_form)]
 PageActor = Annotated[ops.Actor, Depends(page_actor)]
 Transaction = Annotated[Session, Depends(transaction, scope="function")]
+RowId = Annotated[int, PathParameter(ge=1, le=MAX_ROW_ID)]
 
 
 def local_path(value: str | None, default: str) -> str:
@@ -97,8 +107,20 @@ def redirect(path: str, **query: Any) -> RedirectResponse:
 
 
 def flash(request: Request, message: str, kind: str = "info") -> None:
-    """Store a short message in the session for the next page rendered."""
-    request.session.setdefault("flash", []).append({"kind": kind, "text": message[:500]})
+    """Store a short message in the session for the next page rendered.
+
+    The session cookie stores each character as ASCII JSON (up to 12 bytes
+    for an emoji), and browsers drop a cookie over 4096 bytes, so only the
+    last MAX_FLASHES messages are kept, each cut to MAX_FLASH_JSON_BYTES.
+    """
+    text = message[:500]
+    while len(json.dumps(text)) > MAX_FLASH_JSON_BYTES:
+        text = text[: len(text) * 9 // 10]
+    if text != message:
+        text += "…"
+    flashes = request.session.setdefault("flash", [])
+    flashes.append({"kind": kind, "text": text})
+    del flashes[:-MAX_FLASHES]
 
 
 def render(

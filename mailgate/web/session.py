@@ -78,6 +78,9 @@ def start_session(request: Request, user: User) -> None:
 
 
 def end_session(request: Request) -> None:
+    # NOTE: this clears the browser's cookie only. The session lives in the
+    # signed cookie itself, so a copy taken before sign-out stays valid for
+    # web_session_hours unless the user's password changes.
     request.session.clear()
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mailgate.forwards import forward_ticket
-from mailgate.web.pages import CheckedForm, PageActor, Transaction, attempt, flash, redirect
+from mailgate.web.pages import CheckedForm, PageActor, RowId, Transaction, attempt, flash, redirect
 from mailgate.web.ticket_page import ticket_url
 from store import operations as ops
 
@@ -24,7 +24,7 @@ POSTPONE_UNITS = {"h", "d", "w", "mo"}
 @router.post("/tickets/{ticket_id}/postpone")
 def postpone(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -50,7 +50,7 @@ def postpone(
 @router.post("/tickets/{ticket_id}/close")
 def close(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -63,7 +63,7 @@ def close(
 @router.post("/tickets/{ticket_id}/explain-close")
 def explain_and_close(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -83,7 +83,7 @@ def explain_and_close(
 @router.post("/tickets/{ticket_id}/reopen")
 def reopen(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -96,7 +96,7 @@ def reopen(
 @router.post("/tickets/{ticket_id}/forward")
 def forward(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,

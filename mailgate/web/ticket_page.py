@@ -4,6 +4,7 @@ that change the ticket's fields, notes and attachments."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -15,7 +16,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from mailgate.web.dashboard import POSTPONE_CHOICES, choices
 from mailgate.web.message_html import displayed_html
-from mailgate.web.pages import CheckedForm, PageActor, Transaction, attempt, flash, redirect, render
+from mailgate.web.pages import CheckedForm, PageActor, RowId, Transaction, attempt, flash, redirect, render
 from store import operations as ops
 from store.models import Attachment, Blob, CustomField, RootCause, Ticket
 from store.tickets import NewAttachment, load_ticket
@@ -29,6 +30,7 @@ TABS = ("info", "messages", "notes", "history")
 # file cannot run script on this site.
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain"})
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+_UNSAFE_IN_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\]')
 
 
 def ticket_url(ticket_id: int, tab: str = "info") -> str:
@@ -50,7 +52,7 @@ def _inline_images(ticket: Ticket) -> dict[int, dict[str, str]]:
 @router.get("/tickets/{ticket_id}")
 def ticket_page(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     actor: PageActor,
     session: Transaction,
     tab: str = "info",
@@ -98,7 +100,7 @@ def _custom_values(session: Session, form: FormData) -> dict[str, Any]:
 @router.post("/tickets/{ticket_id}/update")
 def update_info(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -124,7 +126,7 @@ def update_info(
 @router.post("/tickets/{ticket_id}/notes")
 def add_note(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -141,7 +143,7 @@ def add_note(
 @router.post("/tickets/{ticket_id}/attachments")
 async def upload_attachment(
     request: Request,
-    ticket_id: int,
+    ticket_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -166,8 +168,8 @@ async def upload_attachment(
 @router.post("/tickets/{ticket_id}/attachments/{attachment_id}/remove")
 def remove_attachment(
     request: Request,
-    ticket_id: int,
-    attachment_id: int,
+    ticket_id: RowId,
+    attachment_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
@@ -180,8 +182,8 @@ def remove_attachment(
 
 @router.get("/tickets/{ticket_id}/attachments/{attachment_id}")
 def download_attachment(
-    ticket_id: int,
-    attachment_id: int,
+    ticket_id: RowId,
+    attachment_id: RowId,
     actor: PageActor,
     session: Transaction,
 ) -> Response:
@@ -194,7 +196,9 @@ def download_attachment(
         raise HTTPException(404, f"attachment {attachment_id} has no content")
     inline = item.content_type.lower() in INLINE_TYPES
     disposition = "inline" if inline else "attachment"
-    filename = item.filename.replace('"', "").replace("\\", "")
+    # A customer's mail can name a file with CR, LF or other control
+    # characters (RFC 2231 encoding), which no HTTP header may contain.
+    filename = _UNSAFE_IN_FILENAME.sub("", item.filename) or "attachment"
     ascii_name = filename.encode("ascii", "replace").decode().replace("?", "_")
     headers = {
         "Content-Disposition": f"{disposition}; filename=\"{ascii_name}\"; "

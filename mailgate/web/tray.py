@@ -7,7 +7,9 @@ from fastapi.responses import Response
 from sqlalchemy import select, update
 
 from mailgate.alerts import CHANNELS, EVENTS, AlertError, subscribe
-from mailgate.web.pages import CheckedForm, PageActor, Transaction, flash, local_path, redirect, render
+from mailgate.web.pages import (
+    CheckedForm, PageActor, RowId, Transaction, flash, local_path, redirect, render,
+)
 from store.models import AlertSubscription, Queue, TrayItem, utcnow
 
 router = APIRouter(include_in_schema=False)
@@ -67,7 +69,7 @@ def add_subscription(
 @router.post("/tray/{item_id}/read")
 def mark_read(
     request: Request,
-    item_id: int,
+    item_id: RowId,
     form: CheckedForm,
     actor: PageActor,
     session: Transaction,
