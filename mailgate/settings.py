@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     smtp_port: int = 2525
     http_host: str = "127.0.0.1"
     http_port: int = 8025
+    # Reverse proxies whose X-Forwarded-For is believed, as uvicorn's
+    # forwarded_allow_ips takes them ("127.0.0.1,10.0.0.2"); empty: none.
+    http_trusted_proxies: str = ""
     # Key that signs web session cookies. Unset: a key generated under home.
     web_secret: str | None = Field(default=None, repr=False)
     # A web session ends this many hours after sign-in.

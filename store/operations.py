@@ -199,6 +199,7 @@ def validate_custom_value(definition: CustomField, value: Any) -> Any:
 
 # -- postponement ----------------------------------------------------------
 
+MAX_POSTPONE_COUNT = 9999
 POSTPONE_AMOUNT = re.compile(r"^\s*(\d+)\s*(h|d|w|mo)\s*$", re.IGNORECASE)
 
 
@@ -208,15 +209,20 @@ def postpone_target(amount: str | None, until: str | None, now: datetime) -> dat
     if until:
         try:
             target = datetime.fromisoformat(until)
+            if target.tzinfo is None:
+                target = target.replace(tzinfo=timezone.utc)
+            # Normalising to UTC overflows for dates at the ends of the range.
+            return target.astimezone(timezone.utc)
         except ValueError:
             raise OperationError(f"invalid date {until!r}; example: 2026-12-31 or 2026-12-31T09:00") from None
-        if target.tzinfo is None:
-            target = target.replace(tzinfo=timezone.utc)
-        return target
+        except OverflowError:
+            raise OperationError(f"date {until!r} is out of range") from None
     match = POSTPONE_AMOUNT.match(amount or "")
     if not match:
         raise OperationError(f"invalid postpone amount {amount!r}; use a number and h, d, w or mo, e.g. 2w")
     count, unit = int(match.group(1)), match.group(2).lower()
+    if count > MAX_POSTPONE_COUNT:
+        raise OperationError(f"postpone amount {amount!r} is too large; use at most {MAX_POSTPONE_COUNT}")
     if unit == "mo":
         month = now.month - 1 + count
         year, month = now.year + month // 12, month % 12 + 1
@@ -227,6 +233,17 @@ def postpone_target(amount: str | None, until: str | None, now: datetime) -> dat
 
 
 # -- operations --------------------------------------------------------------
+
+# A bare address: no spaces, control characters, brackets or commas, so a
+# value typed into a form cannot add header lines or further recipients.
+ADDR_SPEC = re.compile(r"[^\s<>()\[\],;:\"\\@\x00-\x1f\x7f]+@[^\s<>()\[\],;:\"\\@\x00-\x1f\x7f]+")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _single_line(text: str) -> str:
+    """Return ``text`` with line breaks and other control characters as spaces."""
+    return _CONTROL_CHARACTERS.sub(" ", text).strip()
+
 
 def create_ticket(
     session: Session,
@@ -246,8 +263,11 @@ def create_ticket(
     }:
         raise perm.PermissionDenied(actor.user.username, perm.TICKET_ALL_QUEUES,
                                     f"queue {queue} is not one the user works on")
-    if "@" not in requester_email:
+    requester_email = requester_email.strip()
+    if not ADDR_SPEC.fullmatch(requester_email):
         raise OperationError(f"requester {requester_email!r} is not an email address")
+    subject = _single_line(subject)
+    requester_name = _single_line(requester_name)
     message = NewMessage(
         from_name=requester_name, from_email=requester_email, subject=subject, text=text,
         html=None, message_id=None, spool_id=None,

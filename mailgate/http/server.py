@@ -22,6 +22,10 @@ async def start_http_server(
     config = uvicorn.Config(
         create_http_app(app, api=api), host=host, port=port, log_level="warning", lifespan="off",
         access_log=False,
+        # Client addresses (sign-in limits, logs) come from X-Forwarded-For
+        # only when the connection is from one of these proxies.
+        proxy_headers=bool(app.settings.http_trusted_proxies),
+        forwarded_allow_ips=app.settings.http_trusted_proxies or None,
     )
     server = uvicorn.Server(config)
     # The process installs its own signal handlers.

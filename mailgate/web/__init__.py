@@ -8,10 +8,13 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exception_handlers import (
+    http_exception_handler, request_validation_exception_handler,
+)
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from mailgate.app import App
@@ -83,6 +86,14 @@ def install_web(http: FastAPI, app: App) -> None:
         if any(item["loc"][0] == "path" for item in error.errors()):
             return error_page(request, 404, f"{request.url.path} not found")
         return error_page(request, 400, f"invalid value of {fields}; check the link and try again")
+
+    @http.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if not is_page(request) or request.url.path.startswith("/static"):
+            return await http_exception_handler(request, error)
+        log.info("web %s %s failed: %s %s", request.method, request.url.path, error.status_code,
+                 error.detail)
+        return error_page(request, error.status_code, str(error.detail))
 
     @http.exception_handler(CSRFError)
     def csrf_failed(request: Request, error: CSRFError) -> Response:

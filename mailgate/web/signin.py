@@ -19,48 +19,62 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
-# Failed sign-ins per username and per client address within the window;
-# past the limit, sign-in is rejected until the oldest failure ages out.
-MAX_FAILURES = 5
+# Failed sign-ins are counted per username and client address together, so
+# a guesser is stopped without letting anyone lock a user out from
+# elsewhere, and per client address, against one address trying many
+# usernames. Past a limit, sign-in from there is rejected until the oldest
+# failure in the window ages out.
+MAX_FAILURES_PER_USER = 5
+MAX_FAILURES_PER_CLIENT = 30
 FAILURE_WINDOW_SECONDS = 15 * 60
+# Keys kept at most; past it the oldest are forgotten, so a flood of made-up
+# usernames cannot grow the process without bound.
+MAX_TRACKED_KEYS = 10_000
 
 
 class FailureCounter:
     """Recent failed sign-ins by key, in this process's memory.
 
     NOTE: each process counts on its own, so N http processes allow N times
-    the limit; a shared counter would need Redis or the database.
+    the limit, and a guesser spread over many addresses is slowed only by
+    the cost of Argon2. A shared counter would need Redis or the database.
     """
 
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit = limit
+    def __init__(self, window: float, max_keys: int = MAX_TRACKED_KEYS) -> None:
         self.window = window
+        self.max_keys = max_keys
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
+    def _count(self, key: str, now: float) -> int:
+        times = self._failures.get(key)
+        if times is None:
+            return 0
         while times and times[0] <= now - self.window:
             times.popleft()
-        return times
+        if not times:
+            del self._failures[key]
+        return len(times)
 
-    def blocked(self, *keys: str) -> bool:
-        now = time.monotonic()
+    def blocked(self, key: str, limit: int) -> bool:
         with self._lock:
-            return any(len(self._recent(key, now)) >= self.limit for key in keys)
+            return self._count(key, time.monotonic()) >= limit
 
     def record(self, *keys: str) -> None:
         now = time.monotonic()
         with self._lock:
             for key in keys:
-                self._recent(key, now).append(now)
+                self._count(key, now)
+                self._failures.setdefault(key, deque()).append(now)
+            while len(self._failures) > self.max_keys:
+                del self._failures[next(iter(self._failures))]
 
     def clear(self, key: str) -> None:
         with self._lock:
             self._failures.pop(key, None)
 
 
-failures = FailureCounter(MAX_FAILURES, FAILURE_WINDOW_SECONDS)
+failures = FailureCounter(FAILURE_WINDOW_SECONDS)
 
 
 @router.get("/signin")
@@ -77,8 +91,9 @@ def signin(request: Request, form: CheckedForm,
     password = str(form.get("password", ""))
     next_path = local_path(str(form.get("next", "")), "/tickets")
     client = request.client.host if request.client else "unknown"
-    user_key, client_key = f"user:{username.lower()}", f"client:{client}"
-    if failures.blocked(user_key, client_key):
+    user_key, client_key = f"user:{username.lower()} client:{client}", f"client:{client}"
+    if (failures.blocked(user_key, MAX_FAILURES_PER_USER)
+            or failures.blocked(client_key, MAX_FAILURES_PER_CLIENT)):
         log.warning("web sign-in for %r from %s rejected: too many failed attempts", username, client)
         return render(request, "signin.html", {
             "next": next_path, "username": username,
