@@ -138,6 +138,13 @@ def test_edit_keeps_rule_and_records_change(browser, site):
     changes = [entry for entry in rule_history(site) if entry["rule"] == "edit me"]
     assert changes[0]["action"] == "changed"
     assert changes[0]["after"]["actions"]["stage"] == stage
+
+    page.goto(f"/rules/{rule['id']}")
+    shown = page.locator("#rule-history tbody tr").all_inner_texts()
+    assert len(shown) == 2
+    assert "changed" in shown[0]
+    assert "web" in shown[0]
+    assert "added" in shown[1]
     page.context.close()
 
 
@@ -177,6 +184,24 @@ def test_reorder_by_drag_and_drop(browser, site):
     page.wait_for_load_state()
     assert stored_rule(site, "dragged rule")["position"] == 1
     page.wait_for_selector("#rules li.rule:first-child >> text=dragged rule")
+    page.context.close()
+
+
+def test_operators_follow_field(browser, site):
+    page = sign_in(browser, site, "root")
+    page.goto("/rules/new")
+    row = page.locator(".condition-row[data-row='0']")
+    page.fill("input[name='conditions[0].field']", "size")
+    assert row.locator("option:text-is('greater-than')").is_enabled()
+    assert row.locator("option:text-is('not-contains')").is_disabled()
+    page.fill("input[name='conditions[0].field']", "header:X-Mailer")
+    assert row.locator("option:text-is('not-contains')").is_enabled()
+    assert row.locator("option:text-is('greater-than')").is_disabled()
+
+    page.click("#add-condition")
+    added = page.locator("input[name='conditions[2].field']")
+    assert added.input_value() == ""
+    assert page.locator(".condition-row").count() == 3
     page.context.close()
 
 
@@ -281,7 +306,10 @@ def test_editor_screenshots(browser, site, tmp_path, width):
     screenshot(page, f"rules-list{suffix}")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
 
-    rule = stored_rule(site, INVOICE_RULE)
+    if "invoice numbers" not in [rule["name"] for rule in stored_rules(site)]:
+        site.mailgate("rules", "add", "--name", "invoice numbers", "--when", "subject", "matches",
+                      "Invoice [0-9]+", "--queue", "Billing", "--tag", "invoice", "--as", "root")
+    rule = stored_rule(site, "invoice numbers")
     page.goto(f"/rules/{rule['id']}")
     page.set_input_files("input[name=mail]", str(write_eml(tmp_path / "shot.eml", "Invoice 12")))
     page.click("#test-draft")

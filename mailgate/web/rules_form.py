@@ -19,16 +19,20 @@ from mailgate.rules.definition import FIELD_OPERATORS, HEADER_PREFIX, RuleProble
 
 # Condition rows the form shows besides the rule's own, for new conditions.
 BLANK_CONDITION_ROWS = 2
-# A form with more rows than this is not from this page.
+# Condition rows are numbered from 0 and this page never numbers one this
+# high, so a higher row number is rejected rather than shown again.
 MAX_CONDITION_ROWS = 100
 
 # Suggested in the field input; any "header:NAME" is accepted too.
 CONDITION_FIELDS = (*FIELD_OPERATORS, HEADER_PREFIX + "X-Spam-Flag")
+# The operators of each field, for the page script that narrows the
+# operator list; "header:" stands for every header field.
+FIELD_OPERATOR_CHOICES = {**FIELD_OPERATORS, HEADER_PREFIX: FIELD_OPERATORS["subject"]}
 # Header fields take the text operators, which the other fields include.
 ALL_OPERATORS = tuple(dict.fromkeys(
     operator for operators in FIELD_OPERATORS.values() for operator in operators
 ))
-CONDITION_ROW = re.compile(r"^conditions\[(\d+)\]\.field$")
+CONDITION_ROW = re.compile(r"^conditions\[(\d{1,6})\]\.field$")
 PROBLEM_ROW = re.compile(r"^conditions\[(\d+)\](.*)$")
 
 
@@ -91,7 +95,10 @@ def read_rule_form(form: FormData) -> RuleForm:
     what is wrong with them. A condition row without a field is left out.
     """
     conditions, rows = [], []
-    for row in _condition_row_numbers(form):
+    numbers = _condition_row_numbers(form)
+    for row in numbers:
+        if row >= MAX_CONDITION_ROWS:
+            break
         condition = _read_condition(form, row)
         if condition is not None:
             conditions.append(condition)
@@ -105,7 +112,11 @@ def read_rule_form(form: FormData) -> RuleForm:
         "actions": _read_actions(form),
         "stop": form.get("stop") == "1",
     }
-    return RuleForm(definition, rows=rows)
+    rule_form = RuleForm(definition, rows=rows)
+    if numbers and numbers[-1] >= MAX_CONDITION_ROWS:
+        rule_form.general_errors.append(
+            f"A rule form has at most {MAX_CONDITION_ROWS} condition rows; remove some.")
+    return rule_form
 
 
 def _text(form: FormData, name: str) -> str:
@@ -114,9 +125,8 @@ def _text(form: FormData, name: str) -> str:
 
 
 def _condition_row_numbers(form: FormData) -> list[int]:
-    numbers = sorted({int(match.group(1)) for key in form.keys()
-                      if (match := CONDITION_ROW.match(key))})
-    return numbers[:MAX_CONDITION_ROWS]
+    return sorted({int(match.group(1)) for key in form.keys()
+                   if (match := CONDITION_ROW.match(key))})
 
 
 def _read_condition(form: FormData, row: int) -> dict[str, Any] | None:

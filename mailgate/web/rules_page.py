@@ -43,6 +43,7 @@ router = APIRouter(include_in_schema=False)
 
 RECENT_CHANGES = 10
 HISTORY_PAGE_SIZE = 200
+RULE_CHANGES = 50
 
 
 def rules_admin(actor: PageActor) -> ops.Actor:
@@ -153,8 +154,8 @@ def move_rule(
 ) -> Response:
     """Move a rule one place up or down, or to ``position`` (1 runs first).
 
-    The drag and drop script asks for JSON and gets the new order, or 400
-    with the reason; the buttons get the list page back.
+    The drag and drop script requests JSON and gets the new order, or 400
+    with the reason. The buttons get the list page back.
     """
     rule = _get_rule(session, rule_id)
     position = _requested_position(form, rule)
@@ -206,6 +207,7 @@ def _render_editor(
         "condition_rows": form.condition_rows(),
         "condition_fields": rules_form.CONDITION_FIELDS,
         "operators": rules_form.ALL_OPERATORS,
+        "field_operators": rules_form.FIELD_OPERATOR_CHOICES,
         "scopes": SCOPES,
         "match_modes": MATCH_MODES,
         "queues": list(session.scalars(select(Queue.name).order_by(Queue.name))),
@@ -217,8 +219,20 @@ def _render_editor(
             select(CustomField.name).order_by(CustomField.name))),
         "since": DEFAULT_REPLAY_SINCE,
         "rcpt_to": "",
+        "changes": _rule_changes(session, row) if row is not None else [],
         **context,
     }, status_code=status_code, session=session)
+
+
+def _rule_changes(session: Session, row: stored.RoutingRule) -> list[stored.RuleHistoryEntry]:
+    """Return the latest changes to one rule, newest first."""
+    query = (
+        select(stored.RuleHistoryEntry)
+        .where(stored.RuleHistoryEntry.rule_id == row.id)
+        .order_by(stored.RuleHistoryEntry.id.desc())
+        .limit(RULE_CHANGES)
+    )
+    return list(session.scalars(query))
 
 
 def _custom_fields_text(value: Any) -> str:
@@ -262,7 +276,7 @@ def _submit(
     row: stored.RoutingRule | None,
 ) -> Response:
     """Save the rule, or with intent "test" or "replay" show what the draft
-    would do; an invalid rule is shown again with each error at its field."""
+    would do. An invalid rule is shown again with each error at its field."""
     rule_form = rules_form.read_rule_form(form)
     draft = _validate(session, rule_form, row)
     if draft is None:
@@ -281,6 +295,8 @@ def _validate(
     session: Session, rule_form: RuleForm, row: stored.RoutingRule | None
 ) -> Rule | None:
     """Return the valid rule of the form, or None with the form's errors set."""
+    if rule_form.invalid:
+        return None
     try:
         rule = ruleset.validate_rule(session, rule_form.definition,
                                      position=row.position if row else None)

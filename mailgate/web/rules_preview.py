@@ -1,6 +1,6 @@
-"""What the rules editor shows before anything is saved: the rule trace of
-an uploaded mail, and the replay of recent spooled mail, each under the
-saved rules or under the saved rules with the draft rule in place.
+"""Previews of the rules editor, shown before anything is saved: the rule
+trace of an uploaded mail, and the replay of recent spooled mail, each
+under the saved rules or under the saved rules with the draft in place.
 
 Both run the same functions as ``mailgate rules test`` and ``mailgate
 rules replay`` and change nothing.
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REPLAY_SINCE = "7d"
 # A replay runs inside the page request, so the page examines fewer mails
-# than ``mailgate rules replay`` may; the report says when it stopped short.
+# than ``mailgate rules replay`` may, and the report is marked truncated.
 # NOTE: an estimate of what fits in a page request, not measured.
 MAX_PAGE_REPLAY_MAILS = 5_000
 
@@ -70,9 +70,9 @@ def draft_rule_set(session: Session, draft: Rule, rule_id: int | None) -> RuleSe
 def read_uploaded_mail(form: FormData, max_bytes: int) -> tuple[str, bytes]:
     """Return the name and bytes of the .eml file in the form's ``mail`` field.
 
-    The form is parsed already, so the file is read from its spooled copy;
-    the routes stay synchronous and run in the thread pool, off the event
-    loop, because evaluating and replaying rules queries the store."""
+    The form is parsed already, so the file is read from its spooled copy.
+    This keeps the routes synchronous: they run in the thread pool, off the
+    event loop, because evaluating and replaying rules queries the store."""
     upload = form.get("mail")
     if not isinstance(upload, UploadFile) or not upload.filename:
         raise PreviewError("Choose an .eml file to test the rules on.")

@@ -83,8 +83,30 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
-  const addCondition = document.getElementById("add-condition");
+  // Offer only the operators that the typed condition field accepts.
   const rows = document.getElementById("condition-rows");
+  // On page load a rejected operator stays selected, so its error stays true.
+  const narrowOperators = (row, reselect) => {
+    const operatorsByField = JSON.parse(rows.dataset.operators || "{}");
+    const field = row.querySelector("input[list]").value.trim();
+    const key = field.toLowerCase().startsWith("header:") ? "header:" : field;
+    const allowed = operatorsByField[key];
+    row.querySelectorAll("select option").forEach((option) => {
+      option.disabled = Boolean(allowed) && !allowed.includes(option.value);
+    });
+    const select = row.querySelector("select");
+    if (reselect && select.selectedOptions[0] && select.selectedOptions[0].disabled) {
+      select.value = allowed[0];
+    }
+  };
+  if (rows) {
+    rows.addEventListener("input", (event) => {
+      if (event.target.matches("input[list]")) narrowOperators(event.target.closest(".condition-row"), true);
+    });
+    rows.querySelectorAll(".condition-row").forEach((row) => narrowOperators(row, false));
+  }
+
+  const addCondition = document.getElementById("add-condition");
   if (addCondition && rows) {
     addCondition.hidden = false;
     addCondition.addEventListener("click", () => {
@@ -103,6 +125,7 @@ document.addEventListener("DOMContentLoaded", () => {
         else input.value = "";
       });
       rows.appendChild(row);
+      narrowOperators(row, false);
       row.querySelector("input").focus();
     });
   }
