@@ -107,6 +107,22 @@ def test_invalid_pattern_fixed_tested_saved(browser, site, tmp_path):
     page.context.close()
 
 
+def test_history_page_shows_definitions(browser, site):
+    add_rule(site, "history rule", "Eta")
+    page = sign_in(browser, site, "root")
+    page.goto("/rules")
+    page.click("#rule-history >> text=All changes")
+    page.wait_for_url("**/rules/history")
+    row = page.locator("table.changes tbody tr", has_text="history rule").first
+    assert "added" in row.inner_text()
+    assert "cli" in row.inner_text()
+    row.locator("summary").click()
+    after = row.locator(".before-after > div").nth(1).inner_text()
+    assert '"name": "history rule"' in after
+    assert '"value": "Eta"' in after
+    page.context.close()
+
+
 def test_saved_rules_tested_on_mail(browser, site, tmp_path):
     add_rule(site, "saved outlook rule", "Outlook")
     page = sign_in(browser, site, "root")

@@ -12,6 +12,8 @@ from mailgate.web.rules_form import (
     MAX_CONDITION_ROWS,
     actions_summary,
     conditions_summary,
+    custom_fields_text,
+    read_custom_fields,
     read_rule_form,
     rule_form,
 )
@@ -100,6 +102,13 @@ def test_custom_fields_without_colon_kept_as_text():
     read = read_rule_form(FormData([("name", "x"), ("actions.custom_fields", "Priority high"),
                                    ("actions.acknowledge", "1")]))
     assert read.definition["actions"]["custom_fields"] == "Priority high"
+
+
+def test_custom_field_lists_round_trip():
+    values = {"Products": ["mail", "web"], "Priority": "high", "Note": "[draft"}
+    text = custom_fields_text(values)
+    assert text == 'Products: ["mail", "web"]\nPriority: high\nNote: [draft'
+    assert read_custom_fields(text) == values
 
 
 def test_too_many_condition_rows_rejected():

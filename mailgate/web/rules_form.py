@@ -9,6 +9,7 @@ error is shown at the input it is about. Nothing here does I/O.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,7 +174,11 @@ def split_names(text: str) -> list[str]:
 
 def read_custom_fields(text: str) -> dict[str, Any] | str:
     """Read lines of ``name: value``; return the text unchanged when a line
-    has no colon, so that validation reports it."""
+    has no colon, so that validation reports it.
+
+    A value written as a JSON list (``["a", "b"]``, for a multichoice
+    field) is read as that list.
+    """
     fields: dict[str, Any] = {}
     for line in text.splitlines():
         if not line.strip():
@@ -181,12 +186,27 @@ def read_custom_fields(text: str) -> dict[str, Any] | str:
         name, colon, value = line.partition(":")
         if not colon or not name.strip():
             return text
-        fields[name.strip()] = value.strip()
+        fields[name.strip()] = _custom_value(value.strip())
     return fields
 
 
+def _custom_value(text: str) -> Any:
+    if not text.startswith("["):
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, list) else text
+
+
 def custom_fields_text(values: dict[str, Any]) -> str:
-    return "\n".join(f"{name}: {value}" for name, value in values.items())
+    """Write custom field values as lines of ``name: value``, lists as JSON."""
+    lines = []
+    for name, value in values.items():
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value
+        lines.append(f"{name}: {shown}")
+    return "\n".join(lines)
 
 
 # -- summaries for the rule list ---------------------------------------------------
