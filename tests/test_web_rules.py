@@ -188,6 +188,7 @@ def test_reorder_by_buttons(browser, site):
 
 
 def test_reorder_by_drag_and_drop(browser, site):
+    add_rule(site, "drag anchor", "Theta")
     add_rule(site, "dragged rule", "Gamma")
     page = sign_in(browser, site, "root")
     page.goto("/rules")
@@ -200,6 +201,17 @@ def test_reorder_by_drag_and_drop(browser, site):
     page.wait_for_load_state()
     assert stored_rule(site, "dragged rule")["position"] == 1
     page.wait_for_selector("#rules li.rule:first-child >> text=dragged rule")
+
+    token = page.locator("#rules").get_attribute("data-csrf")
+    rule_id = stored_rule(site, "dragged rule")["id"]
+    outside = page.request.post(f"/rules/{rule_id}/move", form={"position": "999"},
+                                headers={"X-CSRF-Token": token, "Accept": "application/json"})
+    assert outside.status == 400
+    assert "outside" in outside.json()["detail"]
+    without_token = page.request.post(f"/rules/{rule_id}/move", form={"position": "2"},
+                                      headers={"Accept": "application/json"})
+    assert without_token.status == 403
+    assert stored_rule(site, "dragged rule")["position"] == 1
     page.context.close()
 
 
@@ -283,6 +295,9 @@ def test_frontline_refused(browser, site):
             "conditions[0].field": "subject", "conditions[0].operator": "contains",
             "conditions[0].value": "x", "actions.acknowledge": "1", "intent": "save"})
         assert forged_new.status_code == 403
+        forged_move = client.post(f"/rules/{rule['id']}/move", data={"position": "1"},
+                                  headers={"X-CSRF-Token": token, "Accept": "application/json"})
+        assert forged_move.status_code == 403
     assert stored_rule(site, "guarded rule")["enabled"] is True
     assert "forged" not in [item["name"] for item in stored_rules(site)]
 

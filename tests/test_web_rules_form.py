@@ -98,6 +98,12 @@ def test_invalid_escalation_passed_to_validation():
     assert [problem.field for problem in raised.value.problems] == ["actions.escalation_level"]
 
 
+@pytest.mark.parametrize("typed", ["²", "-1", "1.5", "9" * 5000])
+def test_odd_escalation_kept_as_text(typed):
+    read = read_rule_form(FormData([("name", "x"), ("actions.escalation_level", typed)]))
+    assert read.definition["actions"]["escalation_level"] == typed
+
+
 def test_custom_fields_without_colon_kept_as_text():
     read = read_rule_form(FormData([("name", "x"), ("actions.custom_fields", "Priority high"),
                                    ("actions.acknowledge", "1")]))

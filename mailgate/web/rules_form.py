@@ -35,6 +35,8 @@ ALL_OPERATORS = tuple(dict.fromkeys(
 ))
 CONDITION_ROW = re.compile(r"^conditions\[(\d{1,6})\]\.field$")
 PROBLEM_ROW = re.compile(r"^conditions\[(\d+)\](.*)$")
+# Anything else typed as a number is passed on as text, for validation to reject.
+WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 @dataclass
@@ -153,7 +155,7 @@ def _read_actions(form: FormData) -> dict[str, Any]:
         actions["tags"] = tags
     level = _text(form, "actions.escalation_level")
     if level:
-        actions["escalation_level"] = int(level) if level.isdigit() else level
+        actions["escalation_level"] = int(level) if WHOLE_NUMBER.fullmatch(level) else level
     root_causes = [str(name) for name in form.getlist("actions.root_causes") if str(name)]
     if root_causes:
         actions["root_causes"] = root_causes

@@ -181,7 +181,7 @@ def _requested_position(form: FormData, rule: stored.RoutingRule) -> int:
     if direction == "down":
         return rule.position + 1
     value = str(form.get("position", "")).strip()
-    if not value.isdigit():
+    if not rules_form.WHOLE_NUMBER.fullmatch(value):
         raise HTTPException(400, f"invalid position {value!r}; give a whole number, 1 runs first")
     return int(value)
 
