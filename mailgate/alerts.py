@@ -21,7 +21,8 @@ from mailgate.outbound.compose import compose_mail, make_message_id
 from mailgate.outbound.rendering import render_mail
 from mailgate.subjects import format_tag
 from store.history import history_since
-from store.models import AlertSubscription, HistoryEntry, OutboxEntry, Ticket, TrayItem
+from store.models import AlertSubscription, HistoryEntry, OutboxEntry, Ticket, TrayItem, User
+from store.permissions import TICKET_ALL_QUEUES, has_permission
 from store.outbox import OutgoingMail, add_to_outbox
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,18 @@ def queue_alerts(
                 continue
             if entry.actor == f"user:{subscription.user.username}":
                 continue
+            if not _may_see(subscription.user, ticket):
+                continue
             queued.extend(_deliver(app, session, subscription, entry, event, ticket))
     return queued
+
+
+def _may_see(user: User, ticket: Ticket) -> bool:
+    """Return whether ``user`` works on the ticket's queue, or on every queue.
+    A subscription to every queue alerts only on tickets the user may open."""
+    if has_permission(user.role, TICKET_ALL_QUEUES):
+        return True
+    return ticket.queue_id in {queue.id for queue in user.queues}
 
 
 def _deliver(

@@ -16,7 +16,7 @@ _UNUSABLE_HASH = _hasher.hash("no password is set for this user")
 
 
 class PasswordError(ValueError):
-    """Raised for a password that cannot be set; the message says why."""
+    """Raised for a password that cannot be set; the message gives the reason."""
 
 
 def hash_password(password: str) -> str:

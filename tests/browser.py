@@ -3,20 +3,27 @@ Debian's Chromium driven by Playwright, for the web page tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import smtplib
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
 
+from sqlalchemy import select
+
 from mailgate.app import App
 from mailgate.settings import Settings
-from tests.process import ServeProcess, free_port
+from store.models import Ticket
+from tests.mail import agent_reply
+from tests.process import ServeProcess, free_port, wait_for
 
 CHROMIUM = Path(os.environ.get("MAILGATE_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -40,6 +47,7 @@ class Site:
     smtp_port: int
     base_url: str
     server: ServeProcess
+    _app: App | None = None
 
     def mailgate(self, *args: str, stdin: str | None = None) -> str:
         """Run a ``mailgate`` command on this site's home; return its stdout."""
@@ -54,21 +62,69 @@ class Site:
         return result.stdout
 
     def send(self, subject: str, *, sender: str = "customer@example.com", to: str = SUPPORT,
-             text: str = "Hello, it does not work.", html: str | None = None) -> None:
+             text: str = "Hello, it does not work.", html: str | None = None,
+             message_id: str | None = None, in_reply_to: str | None = None) -> None:
         """Send a customer mail over SMTP."""
         message = EmailMessage()
         message["From"] = sender
         message["To"] = to
         message["Subject"] = subject
+        if message_id:
+            message["Message-ID"] = message_id
+        if in_reply_to:
+            message["In-Reply-To"] = in_reply_to
         message.set_content(text)
         if html is not None:
             message.add_alternative(html, subtype="html")
         with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30) as client:
             client.send_message(message)
 
+    def notification(self, ticket_id: int, recipient: str) -> EmailMessage:
+        """Return the New Ticket mail for ``recipient`` from the Maildir outbox."""
+        found: list[EmailMessage] = []
+
+        def written() -> bool:
+            for path in (self.home / "outbox" / "new").iterdir():
+                mail = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+                to = [address.addr_spec for address in mail["To"].addresses]
+                if to == [recipient] and f"[#{ticket_id}]" in str(mail["Subject"]):
+                    found.append(mail)
+                    return True
+            return False
+
+        wait_for(written, timeout=60)
+        return found[0]
+
+    def reply_as_agent(self, ticket_id: int, username: str, text: str) -> None:
+        """Answer the ticket's New Ticket mail from the agent's inbox, quoting it."""
+        address = f"{username}@example.org"
+        reply = agent_reply(self.notification(ticket_id, address), text, address)
+        with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30) as client:
+            client.send_message(reply)
+
+    def history(self, ticket_id: int) -> list[dict]:
+        """Return the ticket's history as ``mailgate tickets history --json`` prints it."""
+        return json.loads(self.mailgate("tickets", "history", str(ticket_id), "--json"))
+
+    def ticket_id(self, subject: str) -> int:
+        """Wait for the mail with ``subject`` to become a ticket; return its id."""
+        found: list[int] = []
+
+        def created() -> bool:
+            with self.app().sessions() as session:
+                ticket_id = session.scalar(select(Ticket.id).where(Ticket.subject == subject))
+            if ticket_id is not None:
+                found.append(ticket_id)
+            return bool(found)
+
+        wait_for(created, timeout=60)
+        return found[0]
+
     def app(self) -> App:
-        """Open the site's database from the test process, to check results."""
-        return App.create(Settings(home=self.home, domain="support.example.org"))
+        """Return the site's database opened from the test process, to check results."""
+        if self._app is None:
+            self._app = App.create(Settings(home=self.home, domain="support.example.org"))
+        return self._app
 
 
 def start_site(home: Path) -> Site:

@@ -14,7 +14,7 @@ def test_signin_shows_dashboard(browser, site):
     page.context.close()
 
 
-def test_wrong_password_is_refused(browser, site):
+def test_wrong_password_rejected(browser, site):
     context = browser.new_context(base_url=site.base_url)
     page = context.new_page()
     page.goto("/tickets")
@@ -48,17 +48,17 @@ def test_next_stays_on_site(browser, site):
     context.close()
 
 
-def test_form_without_csrf_token_is_refused(site):
+def test_form_without_csrf_token_rejected(site):
     with httpx.Client(base_url=site.base_url) as client:
         form = client.get("/signin").text
         token = form.split('name="csrf_token" value="')[1].split('"')[0]
         signed_in = client.post("/signin", data={
             "csrf_token": token, "username": "mia", "password": PASSWORD})
         assert signed_in.status_code == 303
-        refused = client.post("/tickets/new", data={
+        rejected = client.post("/tickets/new", data={
             "queue": "Support", "requester_email": "x@example.com", "subject": "forged"})
-        assert refused.status_code == 403
-        assert "CSRF" in refused.text
+        assert rejected.status_code == 403
+        assert "CSRF" in rejected.text
 
 
 def test_password_change_ends_other_sessions(browser, site):

@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
-# Pages load scripts, styles and images from this site only; mail HTML is
-# sanitised before it is shown, and this policy stops anything that slips
-# through from running or loading from elsewhere.
+# Pages load scripts, styles and images from this site only. Mail HTML is
+# sanitised before it is shown, and this policy is the second line: it stops
+# anything that slips through from running or loading from elsewhere.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -90,5 +90,5 @@ def install_web(http: FastAPI, app: App) -> None:
 
     @http.exception_handler(CSRFError)
     def csrf_failed(request: Request, error: CSRFError) -> Response:
-        log.warning("web %s %s refused: %s", request.method, request.url.path, error)
+        log.warning("web %s %s rejected: %s", request.method, request.url.path, error)
         return error_page(request, 403, str(error))

@@ -18,7 +18,9 @@ from starlette.datastructures import FormData
 from mailgate.web.pages import CheckedForm, PageActor, Transaction, flash, local_path, redirect, render
 from store import operations as ops
 from store.models import Queue, User
-from store.permissions import TICKET_ALL_QUEUES, TICKET_CLOSE, has_permission
+from store.permissions import (
+    TICKET_ALL_QUEUES, TICKET_CLOSE, TICKET_POSTPONE, TICKET_UPDATE, has_permission,
+)
 from store.search import SORT_COLUMNS, TicketFilter, find_tickets
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,11 @@ router = APIRouter(include_in_schema=False)
 
 PAGE_SIZES = (25, 50, 100)
 POSTPONE_CHOICES = ("4h", "1d", "3d", "1w", "2w", "1mo")
-BULK_ACTIONS = ("stage", "queue", "add_tag", "assignee", "postpone", "close")
+# Each bulk action and the permission it needs, in the order the form lists them.
+BULK_ACTIONS = {
+    "stage": TICKET_UPDATE, "queue": TICKET_UPDATE, "add_tag": TICKET_UPDATE,
+    "assignee": TICKET_UPDATE, "postpone": TICKET_POSTPONE, "close": TICKET_CLOSE,
+}
 
 
 def _due_before(value: str) -> datetime | None:
@@ -94,10 +100,10 @@ def _dashboard(request: Request, session: Session, actor: ops.Actor, params: dic
         session, actor.user, filters, sort=sort, descending=params["order"] != "asc",
         limit=per_page, offset=(page - 1) * per_page,
     )
-    shown = {key: value for key, value in params.items() if value not in ("", None)}
+    active_params = {key: value for key, value in params.items() if value not in ("", None)}
 
     def link(**changes: Any) -> str:
-        values = {**shown, **changes}
+        values = {**active_params, **changes}
         return "/tickets?" + urlencode({k: v for k, v in values.items() if v not in ("", None)})
 
     return render(request, "dashboard.html", {
@@ -110,8 +116,8 @@ def _dashboard(request: Request, session: Session, actor: ops.Actor, params: dic
         "link": link,
         "sort_columns": list(SORT_COLUMNS),
         "page_sizes": PAGE_SIZES,
-        "bulk_actions": [name for name in BULK_ACTIONS
-                         if name != "close" or has_permission(actor.user.role, TICKET_CLOSE)],
+        "bulk_actions": [name for name, permission in BULK_ACTIONS.items()
+                         if has_permission(actor.user.role, permission)],
         "bulk": bulk,
         "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         **choices(session, actor),

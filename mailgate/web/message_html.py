@@ -16,9 +16,9 @@ def displayed_html(html: str, inline_images: Mapping[str, str]) -> Markup:
     """Return the message's HTML cleaned again at display time, with cid:
     images pointing at the ticket's attachment URLs.
 
-    The HTML was sanitised when the mail was parsed; cleaning it again here
-    means a stored body from an older, laxer sanitiser cannot run script in
-    an agent's browser. Remote images are removed by the sanitiser, and
+    The HTML was sanitised when the mail was parsed. Cleaning it again here
+    means that a body stored by an older, laxer sanitiser cannot run script
+    in an agent's browser. Remote images are removed by the sanitiser, and
     the page's Content-Security-Policy blocks any that remain.
     """
     cleaned = sanitize_html(html)

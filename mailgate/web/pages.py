@@ -1,10 +1,11 @@
-"""What every web page shares: the signed-in actor, CSRF-checked forms,
+"""Helpers of every web page: the signed-in actor, CSRF-checked forms,
 rendering with the page layout, and redirects that stay on this site."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
@@ -27,8 +28,20 @@ log = logging.getLogger(__name__)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in user as the page layout shows them; a plain copy, so an
+    error page can still be drawn after the request's transaction ended."""
+
+    id: int
+    username: str
+    name: str
+    role: str
+
+
 class SignInRequired(Exception):
-    """Raised for a page that needs a signed-in user; answered by a redirect."""
+    """Raised for a page that needs a signed-in user; the handler redirects
+    to the sign-in page."""
 
     def __init__(self, next_path: str) -> None:
         super().__init__(next_path)
@@ -43,6 +56,7 @@ def page_actor(request: Request, session: Session = Depends(transaction, scope="
         raise SignInRequired(path)
     actor = ops.Actor(user, "web")
     request.state.actor = actor
+    request.state.viewer = Viewer(user.id, user.username, user.name, user.role)
     return actor
 
 
@@ -75,7 +89,7 @@ def local_path(value: str | None, default: str) -> str:
 
 
 def redirect(path: str, **query: Any) -> RedirectResponse:
-    """Answer a form with 303, so that reloading the next page sends no form."""
+    """Return a 303 redirect, so that reloading the next page resends no form."""
     values = {key: value for key, value in query.items() if value not in (None, "")}
     if values:
         path += ("&" if "?" in path else "?") + urlencode(values)
@@ -83,7 +97,7 @@ def redirect(path: str, **query: Any) -> RedirectResponse:
 
 
 def flash(request: Request, message: str, kind: str = "info") -> None:
-    """Keep a short message for the next page the user sees."""
+    """Store a short message in the session for the next page rendered."""
     request.session.setdefault("flash", []).append({"kind": kind, "text": message[:500]})
 
 
@@ -97,8 +111,7 @@ def render(
 ) -> Response:
     """Render ``template`` with what the layout needs: the user, the CSRF
     token, the unread tray count and a ``can(permission)`` test."""
-    actor: ops.Actor | None = getattr(request.state, "actor", None)
-    user = actor.user if actor else None
+    user: Viewer | None = getattr(request.state, "viewer", None)
     unread = 0
     if user is not None and session is not None:
         unread = session.scalar(
@@ -127,7 +140,7 @@ def attempt(
 
     An OperationError (an invalid value, a closed ticket) is shown to the
     user and changes nothing. A missing permission is not caught here: it
-    is answered with 403, like a forged request.
+    gets a 403 response, like a forged request.
     """
     try:
         with session.begin_nested():

@@ -1,4 +1,4 @@
-"""Who is signed in to the web pages, and the CSRF token of each form.
+"""Web sessions: the signed-in user and the CSRF token of each form.
 
 The session lives in a cookie signed with the web secret (Starlette's
 SessionMiddleware, itsdangerous underneath). It carries the user's id, a
@@ -82,7 +82,8 @@ def end_session(request: Request) -> None:
 
 
 def signed_in_user(request: Request, session: Session) -> User | None:
-    """Return the session's user, or None when nobody (or a stale session)."""
+    """Return the session's user, or None for no session, an expired one, or
+    one that a password change ended."""
     user_id = request.session.get("user_id")
     if not isinstance(user_id, int):
         return None

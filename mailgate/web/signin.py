@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
 # Failed sign-ins per username and per client address within the window;
-# past the limit, sign-in is refused until the oldest failure ages out.
+# past the limit, sign-in is rejected until the oldest failure ages out.
 MAX_FAILURES = 5
 FAILURE_WINDOW_SECONDS = 15 * 60
 
@@ -79,7 +79,7 @@ def signin(request: Request, form: CheckedForm,
     client = request.client.host if request.client else "unknown"
     user_key, client_key = f"user:{username.lower()}", f"client:{client}"
     if failures.blocked(user_key, client_key):
-        log.warning("web sign-in for %r from %s refused: too many failed attempts", username, client)
+        log.warning("web sign-in for %r from %s rejected: too many failed attempts", username, client)
         return render(request, "signin.html", {
             "next": next_path, "username": username,
             "error": "Too many failed sign-ins. Wait 15 minutes and try again.",
