@@ -10,15 +10,12 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import inspect
 from starlette.middleware.sessions import SessionMiddleware
 
 from mailgate.app import App
 from mailgate.web import dashboard, rules_page, signin, ticket_actions, ticket_page, tray
 from mailgate.web.pages import SignInRequired, redirect, render
 from mailgate.web.session import SESSION_COOKIE, CSRFError, load_web_secret
-from store import operations as ops
-from store.models import User
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +37,8 @@ def is_page(request: Request) -> bool:
 
 
 def error_page(request: Request, status_code: int, message: str) -> Response:
-    _reload_signed_in_user(request)
     return render(request, "error.html", {"status_code": status_code, "message": message},
                   status_code=status_code)
-
-
-def _reload_signed_in_user(request: Request) -> None:
-    """Load the signed-in user again for the page header when the request's
-    transaction has already ended: an error raised in a route rolls it back,
-    which leaves the user's attributes expired and unloadable."""
-    actor: ops.Actor | None = getattr(request.state, "actor", None)
-    if actor is None or not inspect(actor.user).detached:
-        return
-    identity = inspect(actor.user).identity
-    with request.app.state.mailgate.sessions() as session:
-        user = session.get(User, identity[0]) if identity else None
-    request.state.actor = ops.Actor(user, actor.channel) if user is not None else None
 
 
 def install_web(http: FastAPI, app: App) -> None:
