@@ -491,6 +491,17 @@ def test_long_subject_fits_phone_width(browser, site):
     page.context.close()
 
 
+def test_bidi_override_not_shown(browser, site):
+    ticket_id = new_ticket(site, "Invoice \u202egnp.exe\u202c attached")
+    page = sign_in(browser, site, "ana")
+    for path in ("/tickets?q=Invoice", f"/tickets/{ticket_id}"):
+        page.goto(path)
+        html = page.content()
+        assert "\u202e" not in html, path
+        assert "Invoice gnp.exe attached" in page.locator("body").inner_text(), path
+    page.context.close()
+
+
 def test_missing_tray_item_gets_html_page(site):
     with client_for(site, "ana") as client:
         response = client.post("/tray/999999/read", data={"csrf_token": client.csrf})

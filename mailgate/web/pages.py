@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from fastapi import Depends, Request
 from fastapi import Path as PathParameter
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
@@ -27,7 +29,23 @@ from store.permissions import has_permission
 
 log = logging.getLogger(__name__)
 
+# Unicode bidirectional embedding, override and isolate controls. In a
+# subject, sender name or filename they can make "gnp.exe" read as
+# "exe.png", so every value a page prints loses them.
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def without_bidi_controls(value: Any) -> Any:
+    """Return ``value`` without bidirectional controls when it is text."""
+    if isinstance(value, Markup):
+        return Markup(BIDI_CONTROLS.sub("", value))
+    if isinstance(value, str):
+        return BIDI_CONTROLS.sub("", value)
+    return value
+
+
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.finalize = without_bidi_controls
 
 MAX_FLASHES = 2
 MAX_FLASH_JSON_BYTES = 1000
