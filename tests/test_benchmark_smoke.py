@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import SHARED
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # case, connections (optional), count, time, value with unit, ratio
@@ -17,19 +19,23 @@ FIGURE_LINE = re.compile(
 
 CASES = (
     "ceiling", "ceiling-latency", "durable-accept", "durable-accept-latency",
-    "end-to-end", "outbound", "memory", "memory-parser",
+    "end-to-end", "end-to-end-html", "sustained-accepted", "sustained-processed",
+    "reply-to-note", "outbound", "memory", "memory-parser",
 )
 
 
 def test_quick_benchmark_prints_figures(redis_url: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--redis-url", redis_url],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = [FIGURE_LINE.match(line) for line in result.stdout.splitlines()]
     printed = {match["case"] for match in figures if match}
-    for case in CASES:
+    expected = set(CASES)
+    if list(SHARED.glob("corpus/*/*.eml")):
+        expected.add("end-to-end-corpus")
+    for case in sorted(expected):
         assert case in printed, result.stdout
     for match in filter(None, figures):
         assert int(match["count"]) > 0, match.string
