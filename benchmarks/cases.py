@@ -186,8 +186,8 @@ def production_end_to_end(
 
 def sustained(work: Path, seconds: float, rate: float, connections: int) -> list[Figure]:
     """Offer 2 KB mails at ``rate`` per second for ``seconds`` to the
-    embedded default and sample the backlog (spool rows still pending)
-    every tenth of the run; the backlog grows when processing is slower
+    embedded default, and sample the backlog (spool rows still pending)
+    every tenth of the run. The backlog grows when processing is slower
     than the offered rate."""
     home = work / "sustained"
     prepare_home(home)

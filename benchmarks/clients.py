@@ -112,10 +112,11 @@ def _paced_connection_thread(
     first_number, rate, seconds = pace
     timings: list[float] = []
     failed = 0
-    barrier.wait()
-    started = time.monotonic()
     sent = 0
     total = max(1, int(rate * seconds))
+    barrier.wait()
+    started = time.monotonic()
+
     try:
         while sent < total and time.monotonic() - started < seconds:
             with smtplib.SMTP("127.0.0.1", port, timeout=120) as connection:

@@ -11,7 +11,6 @@ environment is kept between runs under ``MAILGATE_BENCH_PEER_VENV``
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -19,8 +18,6 @@ from pathlib import Path
 
 from benchmarks.cases import Figure, end_to_end
 from benchmarks.mails import corpus_set
-
-log = logging.getLogger(__name__)
 
 PEER_REQUIREMENT = "django-helpdesk[teams]==2.6.1"
 PEER_SCRIPT = Path(__file__).resolve().parent / "peer_helpdesk.py"

@@ -10,6 +10,10 @@ single write lock instead of N. While a batch commits, the next one fills.
 
 When a batch fails, its mails are written again one by one, so a row the
 database rejects fails only its own mail (451), not the others of its batch.
+
+After the futures are resolved, the thread passes each new id to
+``on_committed`` (the SMTP listener enqueues its processing there), so a
+broker round trip neither delays a 250 nor blocks the event loop.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,8 +52,10 @@ class SpoolWriter:
         *,
         max_batch_mails: int = DEFAULT_MAX_BATCH_MAILS,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        on_committed: Callable[[int], None] | None = None,
     ) -> None:
         self.sessions = sessions
+        self.on_committed = on_committed
         self.max_batch_mails = max_batch_mails
         self.max_batch_bytes = max_batch_bytes
         self._waiting: queue.SimpleQueue = queue.SimpleQueue()
@@ -123,3 +130,11 @@ class SpoolWriter:
             return
         for (_, _, future), spool_id in zip(batch, spool_ids):
             future.set_result(spool_id)
+        if self.on_committed is None:
+            return
+        for spool_id in spool_ids:
+            try:
+                self.on_committed(spool_id)
+            except Exception:
+                # The row is committed and pending, so the sweeper picks it up.
+                log.exception("spool id=%s: after-commit callback failed", spool_id)

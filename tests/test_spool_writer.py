@@ -103,3 +103,19 @@ def test_close_writes_submitted_then_rejects(app: App) -> None:
     assert future.result(timeout=0) in spooled_rows(app)
     with pytest.raises(SpoolWriterClosed):
         writer.submit(raw_mail(2), envelope("ben@example.com"))
+
+
+def test_committed_ids_passed_to_callback(app: App) -> None:
+    seen: list[tuple[int, bool]] = []
+
+    def on_committed(spool_id: int) -> None:
+        seen.append((spool_id, spool_id in spooled_rows(app)))
+
+    writer = SpoolWriter(app.sessions, on_committed=on_committed)
+    try:
+        futures = [writer.submit(raw_mail(number), envelope("ana@example.com")) for number in range(5)]
+        spool_ids = [future.result(timeout=30) for future in futures]
+    finally:
+        writer.close()
+    assert [spool_id for spool_id, _ in seen] == spool_ids
+    assert all(committed for _, committed in seen)

@@ -271,11 +271,8 @@ class SMTPListener:
 class SpoolHandler:
     """aiosmtpd handler that spools every accepted message."""
 
-    def __init__(
-        self, app: App, on_spooled: Callable[[int], None], writer: SpoolWriter
-    ) -> None:
+    def __init__(self, app: App, writer: SpoolWriter) -> None:
         self.app = app
-        self.on_spooled = on_spooled
         self.writer = writer
 
     def disk_is_short(self) -> bool:
@@ -355,7 +352,6 @@ class SpoolHandler:
         except Exception:
             log.exception("spooling failed for peer=%s size=%d, replying 451", session.peer, len(raw))
             return replies.SPOOL_UNAVAILABLE
-        self.on_spooled(spool_id)
         return replies.QUEUED.format(spool_id=spool_id)
 
 
@@ -374,10 +370,14 @@ def _peer(peer: Any) -> str | None:
 async def start_smtp_server(
     app: App, host: str, port: int, on_spooled: Callable[[int], None]
 ) -> SMTPListener:
-    """Listen on ``host:port`` in the running loop and return the listener."""
+    """Listen on ``host:port`` in the running loop and return the listener.
+
+    ``on_spooled`` is called with each new spool id, on the spool writer's
+    thread, once the row is committed.
+    """
     settings = app.settings
-    writer = SpoolWriter(app.sessions)
-    handler = SpoolHandler(app, on_spooled, writer)
+    writer = SpoolWriter(app.sessions, on_committed=on_spooled)
+    handler = SpoolHandler(app, writer)
     loop = asyncio.get_running_loop()
     limit = settings.max_message_bytes
     limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
