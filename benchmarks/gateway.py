@@ -4,6 +4,7 @@ its own, on free ports of 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -45,7 +46,21 @@ def run_cli(home: Path, *args: str, **settings: str) -> None:
 
 
 def prepare_home(home: Path, **settings: str) -> None:
-    """Create the database with one queue and one agent, as the README does."""
+    """Create the database with one queue and one agent, as the README does.
+
+    Homes of the embedded default (no ``settings``) are copies of one made
+    beside them with the CLI, which saves two CLI starts per case.
+    """
+    if not settings:
+        template = home.parent / ".template-home"
+        if not template.exists():
+            _prepare_home_with_cli(template)
+        shutil.copytree(template, home)
+        return
+    _prepare_home_with_cli(home, **settings)
+
+
+def _prepare_home_with_cli(home: Path, **settings: str) -> None:
     home.mkdir(parents=True, exist_ok=True)
     run_cli(home, "queues", "add", "Support", "--address", QUEUE_ADDRESS, "--exist-ok", **settings)
     run_cli(
