@@ -17,38 +17,57 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import cases
+from benchmarks import cases, mails, peer, plot
 from benchmarks.cases import Figure
+
+CASES = (
+    "accept", "end-to-end", "html", "corpus", "production", "sustained", "reply", "outbound",
+    "memory", "peer",
+)
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--quick", action="store_true",
-        help="small counts (about 40 seconds), to check that every figure is produced",
+        help="small counts, to check that every figure is produced; skips the production "
+        "case and, unless its environment exists, the peer case",
     )
     parser.add_argument(
-        "--only", action="append", choices=["accept", "end-to-end", "outbound", "memory"],
+        "--only", action="append", choices=CASES,
         help="run only these cases (repeatable); the ceiling always runs",
     )
     parser.add_argument(
         "--redis-url", default=cases.DEFAULT_REDIS_URL,
-        help="Redis for the durable accept case, which uses a key prefix of its own "
-        "and deletes its keys afterwards  [default: %(default)s]",
+        help="Redis for the durable accept and production cases, which use a key prefix "
+        "of their own and delete their keys afterwards  [default: %(default)s]",
+    )
+    parser.add_argument(
+        "--postgres-url", default=cases.DEFAULT_POSTGRES_URL,
+        help="PostgreSQL admin URL; the production case creates a database of its own "
+        "there and drops it afterwards  [default: %(default)s]",
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None,
+        help="write a PNG of end-to-end throughput against connections to this path "
+        "(needs matplotlib, the optional extra 'bench')",
     )
     return parser.parse_args(argv)
 
 
 def plan(quick: bool) -> dict[str, object]:
-    """Return the mail counts and connection counts of a run."""
+    """Return the mail counts, connection counts and durations of a run."""
     if quick:
         return {
-            "ceiling": 60, "accept": 60, "end_to_end": 20, "outbound": 20,
-            "connections": [1, 8], "accept_connections": [8], "memory_bytes": 2_000_000,
+            "ceiling": 60, "accept": 60, "end_to_end": 20, "html": 8, "corpus": 16,
+            "production": 0, "sustained_seconds": 2, "replies": 3, "outbound": 20,
+            "peer": 0, "connections": [8], "accept_connections": [8],
+            "memory_bytes": 2_000_000,
         }
     return {
-        "ceiling": 3000, "accept": 3000, "end_to_end": 600, "outbound": 1000,
-        "connections": [1, 8, 32], "accept_connections": [8, 32],
+        "ceiling": 3000, "accept": 3000, "end_to_end": 600, "html": 300, "corpus": 600,
+        "production": 600, "sustained_seconds": 60, "replies": 200, "outbound": 1000,
+        "peer": 2000, "connections": [1, 8, 32], "accept_connections": [8, 32],
         "memory_bytes": 25_000_000,
     }
 
@@ -56,7 +75,7 @@ def plan(quick: bool) -> dict[str, object]:
 def format_figure(figure: Figure, ceilings: dict[tuple[str, int | None], float]) -> str:
     """Return one figure line: case, connections, what, count, time, value, ratio."""
     if figure.ratio_base is not None:
-        base, base_name = figure.ratio_base, figure.metric
+        base, base_name = figure.ratio_base, figure.ratio_name or figure.metric
     else:
         base = ceilings.get((figure.metric, figure.connections), float("nan"))
         base_name = f"ceiling {figure.metric}"
@@ -70,14 +89,26 @@ def format_figure(figure: Figure, ceilings: dict[tuple[str, int | None], float])
     )
 
 
+def cpu_model() -> str:
+    """Return the CPU model name from /proc/cpuinfo, or "unknown CPU"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     counts = plan(arguments.quick)
-    only = set(arguments.only or ["accept", "end-to-end", "outbound", "memory"])
+    only = set(arguments.only or CASES)
     load = os.getloadavg()
     print(
-        f"mailgate benchmarks{' --quick' if arguments.quick else ''}: {time.strftime('%Y-%m-%d %H:%M')}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"mailgate benchmarks{' --quick' if arguments.quick else ''}: "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} cores ({cpu_model()}), "
+        f"Python {platform.python_version()}, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         flush=True,
     )
@@ -92,18 +123,59 @@ def main(argv: list[str] | None = None) -> int:
     connection_counts = sorted({*counts["connections"], *counts["accept_connections"], 4})
     for connections in connection_counts:
         report(cases.ceiling(counts["ceiling"], connections))
+    end_to_end: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="mailgate-bench-") as directory:
         work = Path(directory)
         if "accept" in only:
             for connections in counts["accept_connections"]:
                 report(cases.durable_accept(work, counts["accept"], connections, arguments.redis_url))
-        if "end-to-end" in only:
-            for connections in counts["connections"]:
-                report([cases.end_to_end(work, counts["end_to_end"], connections)])
+        for connections in counts["connections"]:
+            if "end-to-end" in only:
+                end_to_end.append(cases.end_to_end(
+                    work, cases.customer_mails(counts["end_to_end"]), connections))
+                report(end_to_end[-1:])
+            if "html" in only:
+                html = [
+                    (f"customer{number}@example.com", cases.QUEUE_ADDRESS, mails.html_reply_mail(number))
+                    for number in range(counts["html"])
+                ]
+                end_to_end.append(cases.end_to_end(
+                    work, html, connections, "end-to-end-html",
+                    "50 KB HTML replies with a quote to trim, to tickets with notifications",
+                ))
+                report(end_to_end[-1:])
+            if "corpus" in only and mails.corpus_files():
+                end_to_end.append(cases.end_to_end(
+                    work, mails.corpus_set(counts["corpus"]), connections, "end-to-end-corpus",
+                    "sample corpus mails, each with a Message-ID of its own, to tickets",
+                ))
+                report(end_to_end[-1:])
+            if "production" in only and counts["production"]:
+                end_to_end.append(cases.production_end_to_end(
+                    work, counts["production"], connections, arguments.redis_url,
+                    arguments.postgres_url,
+                ))
+                report(end_to_end[-1:])
+        if "sustained" in only:
+            # Offered at the target rate: a quarter of the ceiling at 32
+            # connections (or the largest count measured).
+            top = max(counts["connections"])
+            rate = 0.25 * ceilings[("rate", top)]
+            report(cases.sustained(work, counts["sustained_seconds"], rate, top))
+        if "reply" in only:
+            report(cases.reply_to_note(work, counts["replies"]))
         if "outbound" in only:
             report([cases.outbound(work, counts["outbound"])])
         if "memory" in only:
             report(cases.memory(work, counts["memory_bytes"]))
+        if "peer" in only and mails.corpus_files():
+            peer_count = counts["peer"] or counts["corpus"]
+            report(peer.peer(
+                work / "peer", peer_count, max(counts["connections"]),
+                install=not arguments.quick,
+            ))
+    if arguments.plot is not None:
+        print(plot.plot_end_to_end(end_to_end, ceilings, arguments.plot), flush=True)
     return 0
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import os
+import smtplib
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.clients import LoadResult, plain_mail, run_load
+from benchmarks.clients import LoadResult, plain_mail, run_load, run_paced_load
 from benchmarks.gateway import (
     DOMAIN,
     QUEUE_ADDRESS,
@@ -19,12 +21,18 @@ from benchmarks.gateway import (
     free_port,
     peak_rss_bytes,
     prepare_home,
+    run_cli,
     wait_for_count,
 )
+from benchmarks.mails import agent_reply
 from benchmarks.sink import SinkProcess
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DONE_SPOOL = "SELECT count(*) FROM spool WHERE state != 'pending'"
+PENDING_SPOOL = "SELECT count(*) FROM spool WHERE state = 'pending'"
+FAILED_SPOOL = "SELECT count(*) FROM spool WHERE state = 'failed'"
+AGENT_ADDRESS = "agent@example.org"
 SENT_OUTBOX = "SELECT count(*) FROM outbox WHERE state = 'sent'"
 
 
@@ -44,6 +52,8 @@ class Figure:
     # the same connection count, "mail size" for memory.
     metric: str = "rate"
     ratio_base: float | None = None  # the denominator when it is not the ceiling
+    ratio_name: str | None = None  # what ratio_base is, when not ``metric``
+    tickets: int | None = None  # tickets in the database after the case
 
     @property
     def rate(self) -> float:
@@ -110,22 +120,167 @@ def durable_accept(work: Path, count: int, connections: int, redis_url: str) -> 
     ]
 
 
-def end_to_end(work: Path, count: int, connections: int) -> Figure:
-    """Measure the embedded default from the first byte sent until every mail
-    is processed, each a new ticket with its New Ticket mail and acknowledgement
-    in the outbox."""
-    home = work / f"e2e-{connections}"
+def end_to_end(
+    work: Path, mails: list[tuple[str, str, bytes]], connections: int,
+    case: str = "end-to-end", what: str = "2 KB plain mails to tickets with notifications",
+) -> Figure:
+    """Measure the embedded default from the first byte sent until every
+    accepted mail is processed: a new ticket (or a follow-up) with its New
+    Ticket mail and acknowledgement in the outbox."""
+    home = work / f"{case}-{connections}"
     prepare_home(home)
     with Gateway(home) as gateway:
-        load = run_load(gateway.smtp_port, customer_mails(count), connections)
-        done = wait_for_count(home, DONE_SPOOL, load.accepted, timeout=600)
+        load = run_load(gateway.smtp_port, mails, connections)
+        done = wait_for_count(home, DONE_SPOOL, load.accepted, timeout=1200)
         tickets = count_rows(home, "SELECT count(*) FROM tickets")
         outbox = count_rows(home, "SELECT count(*) FROM outbox")
+        failed = count_rows(home, FAILED_SPOOL)
     return Figure(
-        "end-to-end", "2 KB plain mails to tickets with notifications, embedded default",
+        case, f"{what}, embedded default",
+        load.accepted, done - load.started, connections=connections, tickets=tickets,
+        detail=f"tickets {tickets}, outbox rows {outbox}, spool failed {failed}{_failures(load)}",
+    )
+
+
+def production_end_to_end(
+    work: Path, count: int, connections: int, redis_url: str, postgres_url: str,
+    worker_processes: int = 2,
+) -> Figure:
+    """Measure production mode end to end: a PostgreSQL database and a Redis
+    namespace of its own, ``serve --role smtp`` and ``mailgate worker`` with
+    ``worker_processes`` processes."""
+    import psycopg
+
+    name = f"mailgate_bench_{uuid.uuid4().hex[:12]}"
+    database_url = f"{postgres_url.rsplit('/', 1)[0]}/{name}"
+    namespace = f"mailgate-bench-{uuid.uuid4().hex[:12]}"
+    settings = {
+        "MAILGATE_DATABASE_URL": database_url, "MAILGATE_REDIS_URL": redis_url,
+        "MAILGATE_REDIS_NAMESPACE": namespace,
+        "MAILGATE_SIGNING_KEYS": "k1:" + os.urandom(32).hex(),
+    }
+    home = work / f"production-{connections}"
+    with psycopg.connect(postgres_url, autocommit=True, connect_timeout=10) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        run_cli(home, "db", "upgrade", **settings)
+        prepare_home(home, **settings)
+        with Gateway(home, "--processes", str(worker_processes), command="worker", **settings), \
+                Gateway(home, "--role", "smtp", **settings) as listener:
+            load = run_load(listener.smtp_port, customer_mails(count), connections)
+            done = wait_for_count(home, DONE_SPOOL, load.accepted, 1200, database_url)
+            tickets = count_rows(home, "SELECT count(*) FROM tickets", database_url)
+            outbox = count_rows(home, "SELECT count(*) FROM outbox", database_url)
+    finally:
+        _delete_redis_namespace(redis_url, namespace)
+        with psycopg.connect(postgres_url, autocommit=True, connect_timeout=10) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return Figure(
+        "end-to-end-production",
+        f"2 KB plain mails to tickets, PostgreSQL + Redis, {worker_processes} worker processes",
         load.accepted, done - load.started, connections=connections,
         detail=f"tickets {tickets}, outbox rows {outbox}{_failures(load)}",
     )
+
+
+def sustained(work: Path, seconds: float, rate: float, connections: int) -> list[Figure]:
+    """Offer 2 KB mails at ``rate`` per second for ``seconds`` to the
+    embedded default, and sample the backlog (spool rows still pending)
+    every tenth of the run. The backlog grows when processing is slower
+    than the offered rate."""
+    home = work / "sustained"
+    prepare_home(home)
+    samples: list[tuple[float, int, int]] = []
+    with Gateway(home) as gateway:
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(max(1.0, seconds / 10)):
+                samples.append((
+                    time.time(), count_rows(home, PENDING_SPOOL), count_rows(home, DONE_SPOOL)
+                ))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        load = run_paced_load(gateway.smtp_port, rate, seconds, connections)
+        stop.set()
+        sampler.join(30)
+        ended = time.time()
+        pending = count_rows(home, PENDING_SPOOL)
+        processed = count_rows(home, DONE_SPOOL)
+    window = ended - load.started
+    backlog = ", ".join(f"{at - load.started:.0f}s:{waiting}" for at, waiting, _ in samples)
+    growth = (pending - samples[0][1]) / (ended - samples[0][0]) if samples else float("nan")
+    return [
+        Figure(
+            "sustained-accepted", f"2 KB mails acknowledged, offered at {rate:.0f}/s",
+            load.accepted, load.seconds, connections=connections, detail=_failures(load).lstrip(", "),
+        ),
+        Figure(
+            "sustained-processed", "of them processed within the run, embedded default",
+            processed, window, connections=connections,
+            detail=f"backlog pending at s:{backlog}; grows {growth:.1f} mails/s",
+        ),
+    ]
+
+
+def reply_to_note(work: Path, count: int) -> list[Figure]:
+    """Send ``count`` customer mails, then for each New Ticket mail in the
+    Maildir outbox an agent's reply to its Reply-To address, one at a time,
+    and time each from its 250 until the note is in the database."""
+    home = work / "reply"
+    prepare_home(home)
+    latencies: list[float] = []
+    with Gateway(home) as gateway:
+        load = run_load(gateway.smtp_port, customer_mails(count), 4)
+        wait_for_count(home, DONE_SPOOL, load.accepted, timeout=600)
+        outbox = count_rows(home, "SELECT count(*) FROM outbox")
+        wait_for_count(home, SENT_OUTBOX, outbox, timeout=600)
+        notifications = _new_ticket_mails(home / "outbox", AGENT_ADDRESS)
+        for number, notification in enumerate(notifications[:count]):
+            recipient, raw = agent_reply(notification, AGENT_ADDRESS, number)
+            notes_before = count_rows(home, "SELECT count(*) FROM notes")
+            with smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=60) as connection:
+                connection.sendmail(AGENT_ADDRESS, [recipient], raw)
+                acknowledged = time.perf_counter()
+            visible = _wait_for_rows(home, "SELECT count(*) FROM notes", notes_before + 1, 30)
+            if visible is not None:
+                latencies.append(visible - acknowledged)
+        notes = count_rows(home, "SELECT count(*) FROM notes")
+    latencies.sort()
+    figures = []
+    for metric, fraction in (("p50", 0.50), ("p99", 0.99)):
+        value = latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] if latencies else float("nan")
+        figures.append(Figure(
+            "reply-to-note", f"{metric} from the 250 of an agent's reply to its note in the database",
+            len(latencies), sum(latencies), unit="ms", value=value * 1000, metric=metric,
+            connections=1, ratio_base=1000.0, ratio_name="1 s",
+            detail=f"{notes} notes from {len(notifications)} New Ticket mails",
+        ))
+    return figures
+
+
+def _new_ticket_mails(maildir: Path, agent: str) -> list[bytes]:
+    """Return the New Ticket mails to ``agent`` in a Maildir, oldest first."""
+    found = []
+    for path in sorted((maildir / "new").iterdir(), key=lambda item: item.stat().st_mtime):
+        raw = path.read_bytes()
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        if f"Delivered-To: {agent}".encode() in head and b"New Ticket" in head:
+            found.append(raw)
+    return found
+
+
+def _wait_for_rows(home: Path, query: str, expected: int, timeout: float) -> float | None:
+    """Poll every millisecond; return time.perf_counter() once ``query``
+    counts ``expected``, or None after ``timeout`` seconds."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if count_rows(home, query) >= expected:
+            return time.perf_counter()
+        time.sleep(0.001)
+    return None
 
 
 def outbound(work: Path, count: int) -> Figure:

@@ -102,12 +102,53 @@ def _connection_thread(
     results.append((timings, failed))
 
 
-def _client_process(port: int, batches: list[list[tuple[str, str, bytes]]], start_at: float,
-                    output: multiprocessing.Queue) -> None:
+def _paced_connection_thread(
+    port: int, pace: tuple[int, float, float], results: list, barrier: threading.Barrier,
+) -> None:
+    """Send 2 KB plain mails at ``rate`` per second until ``seconds`` have
+    passed; ``pace`` is (first mail number, rate, seconds). A mail that
+    falls behind its slot is sent at once, and the run ends on time even
+    when the server was too slow to take every mail offered."""
+    first_number, rate, seconds = pace
+    timings: list[float] = []
+    failed = 0
+    sent = 0
+    total = max(1, int(rate * seconds))
+    barrier.wait()
+    started = time.monotonic()
+
+    try:
+        while sent < total and time.monotonic() - started < seconds:
+            with smtplib.SMTP("127.0.0.1", port, timeout=120) as connection:
+                connection.ehlo("bench.example.com")
+                for _ in range(min(MAILS_PER_CONNECTION, total - sent)):
+                    if time.monotonic() - started >= seconds:
+                        break
+                    slot = started + sent / rate
+                    time.sleep(max(0.0, slot - time.monotonic()))
+                    number = first_number + sent
+                    sent += 1
+                    try:
+                        timings.append(_send_one(
+                            connection, f"customer{number}@example.com",
+                            "support@support.example.org", plain_mail(number),
+                        ))
+                    except smtplib.SMTPResponseException:
+                        failed += 1
+                        connection.rset()
+    except (OSError, smtplib.SMTPException) as error:
+        print(f"benchmark client: connection to port {port} failed: {error!r}", file=sys.stderr)
+        failed += 1
+    results.append((timings, failed))
+
+
+def _client_process(port: int, batches: list, start_at: float,
+                    output: multiprocessing.Queue, paced: bool = False) -> None:
     results: list = []
     barrier = threading.Barrier(len(batches) + 1)
+    target = _paced_connection_thread if paced else _connection_thread
     threads = [
-        threading.Thread(target=_connection_thread, args=(port, batch, results, barrier))
+        threading.Thread(target=target, args=(port, batch, results, barrier))
         for batch in batches
     ]
     for thread in threads:
@@ -126,6 +167,19 @@ def run_load(port: int, mails: list[tuple[str, str, bytes]], connections: int) -
     """Send ``mails`` (sender, recipient, raw) over ``connections`` SMTP
     connections to 127.0.0.1:``port`` from separate client processes."""
     batches = [mails[index::connections] for index in range(connections)]
+    return _run_clients(port, batches, paced=False)
+
+
+def run_paced_load(port: int, rate: float, seconds: float, connections: int) -> LoadResult:
+    """Offer 2 KB plain mails at ``rate`` per second in total for ``seconds``
+    over ``connections`` connections, whatever the server's pace."""
+    per_connection = rate / connections
+    paces = [(index * 10_000_000, per_connection, seconds) for index in range(connections)]
+    return _run_clients(port, paces, paced=True)
+
+
+def _run_clients(port: int, batches: list, paced: bool) -> LoadResult:
+    connections = len(batches)
     processes_count = min(MAX_CLIENT_PROCESSES, connections)
     groups = [batches[index::processes_count] for index in range(processes_count)]
     context = multiprocessing.get_context("spawn")
@@ -133,12 +187,12 @@ def run_load(port: int, mails: list[tuple[str, str, bytes]], connections: int) -
     # Every client starts at the same moment, once all of them are running.
     start_at = time.time() + 1.5
     processes = [
-        context.Process(target=_client_process, args=(port, group, start_at, output))
+        context.Process(target=_client_process, args=(port, group, start_at, output, paced))
         for group in groups
     ]
     for process in processes:
         process.start()
-    reports = [output.get(timeout=600) for _ in processes]
+    reports = [output.get(timeout=900) for _ in processes]
     for process in processes:
         process.join(30)
     timings = [seconds for report in reports for seconds in report[2]]

@@ -36,7 +36,7 @@ from mailgate.app import App
 from mailgate.listeners import replies
 from mailgate.listeners.pipe import header_problem
 from store.spool import Envelope as SpoolEnvelope
-from store.spool import spool_message
+from store.spool_writer import SpoolWriter
 
 log = logging.getLogger(__name__)
 
@@ -218,16 +218,22 @@ class GatewaySMTP(SMTP):
 class SMTPListener:
     """The listening socket and its open sessions, for a graceful stop."""
 
-    def __init__(self, server: asyncio.Server, sessions: set[GatewaySMTP]) -> None:
+    def __init__(
+        self, server: asyncio.Server, sessions: set[GatewaySMTP], writer: SpoolWriter
+    ) -> None:
         self.server = server
         self.sessions = sessions
+        self.writer = writer
 
     @property
     def sockets(self) -> tuple[Any, ...]:
         return tuple(self.server.sockets)
 
     def close(self) -> None:
+        """Stop accepting connections and stop the spool writer, which first
+        commits the mails already handed to it."""
         self.server.close()
+        self.writer.close()
 
     async def wait_closed(self) -> None:
         await self.server.wait_closed()
@@ -259,14 +265,15 @@ class SMTPListener:
         for session in list(self.sessions):
             session.close_session(replies.SHUTTING_DOWN)
         await self.server.wait_closed()
+        await loop.run_in_executor(None, self.writer.close)
 
 
 class SpoolHandler:
     """aiosmtpd handler that spools every accepted message."""
 
-    def __init__(self, app: App, on_spooled: Callable[[int], None]) -> None:
+    def __init__(self, app: App, writer: SpoolWriter) -> None:
         self.app = app
-        self.on_spooled = on_spooled
+        self.writer = writer
 
     def disk_is_short(self) -> bool:
         """True when free disk under home is below the configured margin."""
@@ -338,15 +345,13 @@ class SpoolHandler:
             peer=_peer(session.peer),
             helo=_printable(session.host_name or "") or None,
         )
-        loop = asyncio.get_running_loop()
         try:
-            spool_id = await loop.run_in_executor(
-                None, spool_message, self.app.sessions, raw, spool_envelope
-            )
+            # The writer commits this mail together with those of other
+            # sessions; the future is resolved only after that commit.
+            spool_id = await asyncio.wrap_future(self.writer.submit(raw, spool_envelope))
         except Exception:
             log.exception("spooling failed for peer=%s size=%d, replying 451", session.peer, len(raw))
             return replies.SPOOL_UNAVAILABLE
-        self.on_spooled(spool_id)
         return replies.QUEUED.format(spool_id=spool_id)
 
 
@@ -365,9 +370,14 @@ def _peer(peer: Any) -> str | None:
 async def start_smtp_server(
     app: App, host: str, port: int, on_spooled: Callable[[int], None]
 ) -> SMTPListener:
-    """Listen on ``host:port`` in the running loop and return the listener."""
+    """Listen on ``host:port`` in the running loop and return the listener.
+
+    ``on_spooled`` is called with each new spool id, on the spool writer's
+    thread, once the row is committed.
+    """
     settings = app.settings
-    handler = SpoolHandler(app, on_spooled)
+    writer = SpoolWriter(app.sessions, on_committed=on_spooled)
+    handler = SpoolHandler(app, writer)
     loop = asyncio.get_running_loop()
     limit = settings.max_message_bytes
     limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
@@ -388,5 +398,9 @@ async def start_smtp_server(
             sessions=sessions,
         )
 
-    server = await loop.create_server(factory, host=host, port=port)
-    return SMTPListener(server, sessions)
+    try:
+        server = await loop.create_server(factory, host=host, port=port)
+    except OSError:
+        writer.close()
+        raise
+    return SMTPListener(server, sessions, writer)
