@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from store.models import SpoolEntry, SpoolState, utcnow
 
@@ -72,9 +72,14 @@ def _spool_entry(raw: bytes, envelope: Envelope) -> SpoolEntry:
 
 
 def lock_spool_entry(session: Session, spool_id: int) -> SpoolEntry | None:
-    """Load a spool row for update, so two workers never process it twice."""
+    """Load a spool row for update, so two workers never process it twice.
+
+    The raw mail is loaded only when read: the caller has it already, and a
+    second copy of a 25 MB mail would stay alive through processing.
+    """
     return session.execute(
-        select(SpoolEntry).where(SpoolEntry.id == spool_id).with_for_update()
+        select(SpoolEntry).options(defer(SpoolEntry.raw))
+        .where(SpoolEntry.id == spool_id).with_for_update()
     ).scalar_one_or_none()
 
 
