@@ -116,6 +116,9 @@ class User(Base):
     api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     # Argon2id hash of the web sign-in password; None: the user cannot sign in.
     password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Web sessions started before this time are ended: set by sign-out,
+    # which thereby ends the user's sessions in every browser.
+    sessions_revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[created_at]
 
     queues: Mapped[list[Queue]] = relationship(

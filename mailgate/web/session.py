@@ -20,7 +20,7 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from mailgate.settings import Settings
-from store.models import User
+from store.models import User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -74,28 +74,31 @@ def start_session(request: Request, user: User) -> None:
     request.session["user_id"] = user.id
     request.session["stamp"] = password_stamp(user)
     request.session["csrf"] = secrets.token_urlsafe(32)
-    request.session["since"] = int(time.time())
+    request.session["since"] = time.time()
 
 
-def end_session(request: Request) -> None:
-    # NOTE: this clears the browser's cookie only. The session lives in the
-    # signed cookie itself, so a copy taken before sign-out stays valid for
-    # web_session_hours unless the user's password changes.
+def end_session(request: Request, user: User | None) -> None:
+    """Sign out: clear the cookie, and end every session of ``user`` that
+    started before now, so a copy of the cookie stops working too."""
     request.session.clear()
+    if user is not None:
+        user.sessions_revoked_at = utcnow()
 
 
 def signed_in_user(request: Request, session: Session) -> User | None:
     """Return the session's user, or None for no session, an expired one, or
-    one that a password change ended."""
+    one that a password change or a sign-out ended."""
     user_id = request.session.get("user_id")
     if not isinstance(user_id, int):
         return None
     hours = request.app.state.mailgate.settings.web_session_hours
     since = request.session.get("since")
-    if not isinstance(since, int) or time.time() - since > hours * 3600:
+    if not isinstance(since, (int, float)) or time.time() - since > hours * 3600:
         return None
     user = session.get(User, user_id)
     if user is None or user.password_hash is None:
+        return None
+    if user.sessions_revoked_at is not None and since <= user.sessions_revoked_at.timestamp():
         return None
     if not hmac.compare_digest(str(request.session.get("stamp", "")), password_stamp(user)):
         log.info("web session of user %s ended by a password change", user.username)

@@ -117,9 +117,10 @@ def signin(request: Request, form: CheckedForm,
 
 
 @router.post("/signout")
-def signout(request: Request, form: CheckedForm) -> Response:
+def signout(request: Request, form: CheckedForm, session: Transaction) -> Response:
+    """Sign out of every browser: the user's sessions started before now end."""
     user_id = request.session.get("user_id")
-    end_session(request)
+    end_session(request, signed_in_user(request, session))
     log.info("web sign-out of user id %s", user_id)
     flash(request, "You are signed out.")
     return redirect("/signin")
