@@ -26,8 +26,10 @@ class Sweeper:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the thread; a no-op when ``serve`` failed before starting it."""
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     def sweep(self, *, everything: bool = False) -> tuple[int, int]:
         """Enqueue pending rows; ``everything`` includes rows just received."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import smtplib
+import socket
 import subprocess
 import sys
 from email.message import EmailMessage
@@ -55,3 +57,22 @@ def test_serve_takes_mail_and_stops(tmp_path: Path) -> None:
     assert ticket["requester"]["email"] == "ana@example.com"
     assert ticket["messages"][0]["text"].strip() == "The printer on floor 3 is jammed."
     assert [entry["action"] for entry in ticket["history"]][:2] == ["ticket_created", "message_added"]
+
+
+def test_serve_reports_taken_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "mailgate", "serve", "--smtp-port", str(port),
+             "--http-port", str(free_port())],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "MAILGATE_HOME": str(tmp_path / "home")},
+        )
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("Error: mailgate serve failed:")
+    assert "address already in use" in last_line
+    assert str(port) in last_line
+    assert "Traceback" not in result.stderr

@@ -64,6 +64,9 @@ def serve(
         raise click.UsageError(str(error)) from None
     except (SchemaOutOfDate, OperationalError) as error:
         raise _startup_error(error) from None
+    except OSError as error:
+        # Most often a port that another process listens on already.
+        raise click.ClickException(f"mailgate serve failed: {error}") from None
 
 
 @click.command()
