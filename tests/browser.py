@@ -96,7 +96,7 @@ class Site:
         return found[0]
 
     def reply_as_agent(self, ticket_id: int, username: str, text: str) -> None:
-        """Answer the ticket's New Ticket mail from the agent's inbox, quoting it."""
+        """Reply to the ticket's New Ticket mail from the agent's inbox, quoting it."""
         address = f"{username}@example.org"
         reply = agent_reply(self.notification(ticket_id, address), text, address)
         with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30) as client:

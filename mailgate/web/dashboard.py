@@ -182,6 +182,8 @@ def bulk(
     if action == "postpone" and value not in POSTPONE_CHOICES:
         flash(request, f"Invalid postpone amount {value!r}; choose one of the list.", "error")
         return redirect(back)
+    # NOTE: the results page is the POST's own response, so reloading it
+    # applies the action again; the changes repeat harmlessly except postpone.
     result = ops.bulk_apply(session, actor, ids, _bulk_change(session, actor, action, value))
     log.info("web bulk %s=%r by %s: %d changed, %d unchanged, %d failed", action, value,
              actor.user.username, len(result.changed), len(result.unchanged), len(result.failed))

@@ -55,11 +55,11 @@ class RuleForm:
 
     def condition_rows(self) -> list[dict[str, Any]]:
         """Return the condition rows to show: the rule's, then blank ones."""
-        shown: dict[int, dict[str, Any]] = {}
+        filled: dict[int, dict[str, Any]] = {}
         for row, condition in zip(self.rows, self.definition.get("conditions", []), strict=False):
-            shown[row] = condition
-        count = max(shown, default=-1) + 1 + BLANK_CONDITION_ROWS
-        return [shown.get(row, {}) for row in range(count)]
+            filled[row] = condition
+        count = max(filled, default=-1) + 1 + BLANK_CONDITION_ROWS
+        return [filled.get(row, {}) for row in range(count)]
 
     def add_problems(self, problems: list[RuleProblem]) -> None:
         """Put each problem of this form's rule at the form field it names."""
@@ -206,8 +206,8 @@ def custom_fields_text(values: dict[str, Any]) -> str:
     """Write custom field values as lines of ``name: value``, lists as JSON."""
     lines = []
     for name, value in values.items():
-        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value
-        lines.append(f"{name}: {shown}")
+        text = json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value
+        lines.append(f"{name}: {text}")
     return "\n".join(lines)
 
 

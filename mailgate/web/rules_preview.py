@@ -98,6 +98,8 @@ def trace_mail(
     except ParseError as error:
         raise PreviewError(f"{file_name} cannot be parsed as a mail: {error}") from None
     rcpt_tos = [rcpt_to] if rcpt_to else []
+    # NOTE: the page has no envelope-sender input, so mail that is automatic
+    # only because of a null sender is not flagged (`rules test --mail-from` is).
     [preview] = preview_mail(
         session, settings, raw, mail, rcpt_tos=rcpt_tos, envelope_sender=None,
         rule_sets=[rule_set],

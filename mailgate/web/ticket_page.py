@@ -108,6 +108,8 @@ def update_info(
     """Save the Info tab: queue, stage, assignee, type, tags, root causes and
     custom fields; only the values that differ are changed."""
     ticket = ops.get_ticket(session, actor, ticket_id)
+    # NOTE: a field the request leaves out counts as empty, so a hand-made
+    # partial form clears tags and root causes; the page's form sends them all.
     tags = [tag.strip() for tag in str(form.get("tags", "")).replace(",", " ").split() if tag.strip()]
     changes: dict[str, Any] = {
         "queue": str(form.get("queue", ticket.queue.name)),
