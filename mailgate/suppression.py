@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from mailgate.bounces import DeliveryReport
 from mailgate.outbound.compose import is_valid_address
@@ -34,11 +35,6 @@ log = logging.getLogger(__name__)
 
 SHORT_WINDOW = timedelta(minutes=10)
 LONG_WINDOW = timedelta(days=1)
-
-
-def is_suppressed(session: Session, address: str) -> bool:
-    row = session.get(AddressBounces, normalize_address(address))
-    return row is not None and row.suppressed_at is not None
 
 
 def record_hard_bounces(
@@ -93,25 +89,49 @@ def mark_reported_outbox_rows(session: Session, report: DeliveryReport) -> list[
     return marked
 
 
-def _count_recent(session: Session, row: OutboxEntry, since: datetime) -> int:
-    """Count earlier rows to the same recipient about the same ticket."""
-    return session.scalar(
-        select(func.count(OutboxEntry.id)).where(
-            OutboxEntry.rcpt_to == row.rcpt_to,
-            OutboxEntry.ticket_id == row.ticket_id,
-            OutboxEntry.id < row.id,
+@dataclass(frozen=True)
+class _Sent:
+    """The fields of an outbox row that the caps count."""
+
+    id: int
+    rcpt_to: str
+    ticket_id: int
+    created_at: datetime
+
+
+def _recent_rows(session: Session, rows: list[OutboxEntry], since: datetime) -> list[_Sent]:
+    """Return the outbox rows since ``since`` to the recipients of ``rows``
+    about their tickets, in one query."""
+    tickets = {row.ticket_id for row in rows if row.ticket_id is not None}
+    if not tickets:
+        return []
+    found = session.execute(
+        select(OutboxEntry.id, OutboxEntry.rcpt_to, OutboxEntry.ticket_id, OutboxEntry.created_at)
+        .where(
+            OutboxEntry.ticket_id.in_(tickets),
+            OutboxEntry.rcpt_to.in_({row.rcpt_to for row in rows}),
             OutboxEntry.created_at >= since,
         )
-    ) or 0
+    )
+    return [_Sent(*values) for values in found]
 
 
-def withheld_reason(
-    session: Session, settings: Settings, row: OutboxEntry, now: datetime
+def _suppressed_addresses(session: Session, addresses: set[str]) -> set[str]:
+    normalized = {normalize_address(address) for address in addresses}
+    return set(session.scalars(
+        select(AddressBounces.email).where(
+            AddressBounces.email.in_(normalized), AddressBounces.suppressed_at.is_not(None)
+        )
+    ))
+
+
+def _reason(
+    settings: Settings, row: OutboxEntry, now: datetime,
+    suppressed: set[str], recent: list[_Sent],
 ) -> str | None:
-    """Return why automatic mail ``row`` must not be sent, or None."""
     if not is_valid_address(row.rcpt_to):
         return f"recipient {row.rcpt_to[:100]!r} is not a valid address"
-    if is_suppressed(session, row.rcpt_to):
+    if normalize_address(row.rcpt_to) in suppressed:
         return f"{row.rcpt_to} is suppressed after repeated hard bounces"
     if row.ticket_id is None:
         return None
@@ -120,7 +140,13 @@ def withheld_reason(
         (LONG_WINDOW, settings.auto_mail_cap_per_ticket_day, "day"),
     )
     for window, cap, label in caps:
-        if _count_recent(session, row, now - window) >= cap:
+        since = now - window
+        earlier = sum(
+            1 for sent in recent
+            if sent.rcpt_to == row.rcpt_to and sent.ticket_id == row.ticket_id
+            and sent.id < row.id and sent.created_at >= since
+        )
+        if earlier >= cap:
             return (
                 f"{row.rcpt_to} got {cap} automatic mails about ticket {row.ticket_id}"
                 f" in the last {label}"
@@ -128,19 +154,36 @@ def withheld_reason(
     return None
 
 
+def withheld_reason(
+    session: Session, settings: Settings, row: OutboxEntry, now: datetime
+) -> str | None:
+    """Return why automatic mail ``row`` must not be sent, or None."""
+    return _reason(
+        settings, row, now,
+        _suppressed_addresses(session, {row.rcpt_to}),
+        _recent_rows(session, [row], now - LONG_WINDOW),
+    )
+
+
 def withhold_limited_mail(
     session: Session, settings: Settings, outbox_ids: Iterable[int], now: datetime
 ) -> list[int]:
     """Delete the rows of ``outbox_ids`` that must not be sent, recording
     why on their tickets; return the ids that stay, in order."""
+    ids = sorted(outbox_ids)
+    if not ids:
+        return []
+    rows = list(session.scalars(
+        select(OutboxEntry).where(OutboxEntry.id.in_(ids))
+        .options(defer(OutboxEntry.raw)).order_by(OutboxEntry.id)
+    ))
+    suppressed = _suppressed_addresses(session, {row.rcpt_to for row in rows})
+    recent = _recent_rows(session, rows, now - LONG_WINDOW)
     kept = []
-    for outbox_id in sorted(outbox_ids):
-        row = session.get(OutboxEntry, outbox_id)
-        if row is None:
-            continue
-        reason = withheld_reason(session, settings, row, now)
+    for row in rows:
+        reason = _reason(settings, row, now, suppressed, recent)
         if reason is None:
-            kept.append(outbox_id)
+            kept.append(row.id)
             continue
         log.warning(
             "outbox id=%s %s to %s withheld: %s", row.id, row.kind, row.rcpt_to, reason
@@ -150,6 +193,8 @@ def withhold_limited_mail(
                 session, row.ticket_id, actor=SYSTEM_ACTOR, channel="worker",
                 action="mail_withheld", kind=row.kind, rcpt_to=row.rcpt_to, reason=reason,
             )
+        # A withheld row is deleted, so it counts for no later row.
+        recent = [sent for sent in recent if sent.id != row.id]
         session.delete(row)
     session.flush()
     return kept
