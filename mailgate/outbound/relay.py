@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 # carries a mail, because relays close idle connections. RFC 5321, section
 # 4.5.3.2.7, recommends that a server wait at least 5 minutes for the next
 # command, but a relay may wait less.
+# NOTE: on a relay that closes idle connections sooner than this, the next
+# mail over such a connection fails as temporary and waits for its backoff.
 IDLE_CHECK_SECONDS = 5.0
 # A connection is closed with QUIT once it is this old, as Postfix's SMTP
 # client does by default (smtp_connection_reuse_time_limit = 300s).
