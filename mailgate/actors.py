@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from mailgate import metrics
 from mailgate.app import App
-from mailgate.delivery import deliver_outbox_entry
+from mailgate.delivery import OutboxDelivery
 from mailgate.pipeline import fail_spool_entry, process_spool_entry
 from mailgate.settings import Settings
 from store.models import SpoolState
@@ -72,6 +72,7 @@ class Actors:
 def declare_actors(app: App, broker: dramatiq.Broker) -> Actors:
     """Create the actors on ``broker``, bound to ``app``."""
     actors: Actors
+    delivery = OutboxDelivery(app)
 
     def process_spool(spool_id: int) -> None:
         started = time.perf_counter()
@@ -92,14 +93,18 @@ def declare_actors(app: App, broker: dramatiq.Broker) -> Actors:
             actors.enqueue_outbox(outbox_id)
 
     def deliver_outbox(outbox_id: int) -> None:
-        result = deliver_outbox_entry(app, outbox_id)
-        if result.sent:
-            metrics.OUTBOX_SENT.inc()
-        elif result.dead:
-            metrics.OUTBOX_DEAD.inc()
-        if result.retry_in_seconds is not None:
-            metrics.OUTBOX_RETRIED.inc()
-            actors.enqueue_outbox(outbox_id, result.retry_in_seconds)
+        # The row and a few more that are due, so the lease and its
+        # commit cover several rows; see mailgate.delivery.
+        for row_id, result in delivery.deliver_due(outbox_id):
+            if result.sent:
+                metrics.OUTBOX_SENT.inc()
+            elif result.dead:
+                metrics.OUTBOX_DEAD.inc()
+            if result.retry_in_seconds is not None:
+                metrics.OUTBOX_RETRIED.inc()
+                actors.enqueue_outbox(row_id, result.retry_in_seconds)
+            elif result.released:
+                actors.enqueue_outbox(row_id)
 
     actors: Actors = Actors(
         process_spool=dramatiq.actor(

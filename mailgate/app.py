@@ -127,6 +127,7 @@ class App:
                 self.enqueue_outbox(outbox_id)
 
     def close(self) -> None:
+        self.sender.close()
         self.engine.dispose()
 
 

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     # While a worker sends a row, others leave it alone this long; a worker
     # killed between the relay's 250 and its commit re-sends after it.
     outbox_send_lease_seconds: float = 300.0
+    # Rows a worker thread leases in one transaction and then sends one by
+    # one, and the most bytes of mail they may add up to (one row always).
+    outbox_batch_size: int = 8
+    outbox_batch_max_bytes: int = 8 * 1024 * 1024
     # Connections one process opens to the relay at the same time.
     relay_max_connections: int = 4
     # A folder of templates that replace the packaged ones of the same name.
@@ -181,6 +185,7 @@ class Settings(BaseSettings):
     @field_validator(
         "max_message_bytes", "smtp_port", "http_port", "worker_threads", "relay_max_connections",
         "imap_batch_size", "imap_batch_max_bytes", "worker_processes",
+        "outbox_batch_size", "outbox_batch_max_bytes",
         "max_header_bytes", "max_header_field_bytes", "max_line_bytes", "max_mime_depth",
         "max_mime_parts", "max_attachments", "max_attachment_bytes",
         "parse_memory_limit_bytes", "auto_mail_cap_per_ticket_10_minutes",

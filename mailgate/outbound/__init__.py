@@ -12,6 +12,10 @@ class Sender(Protocol):
         """Deliver one mail; return a short description of where it went."""
         ...
 
+    def close(self) -> None:
+        """Release what the sender keeps open between mails."""
+        ...
+
 
 def make_sender(settings: Settings) -> Sender:
     """Return the relay sender when a relay is configured, else the Maildir."""

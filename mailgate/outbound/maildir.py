@@ -27,6 +27,9 @@ class MaildirSender:
     def __str__(self) -> str:
         return f"maildir {self.path}"
 
+    def close(self) -> None:
+        """Nothing to release: each mail is one file."""
+
     def send(self, outbox_id: int, mail_from: str, rcpt_to: str, raw: bytes) -> str:
         # The hash of the mail keeps names apart when a new database reuses
         # outbox ids in the same Maildir.

@@ -28,6 +28,9 @@ class PushSender:
     """POSTs the body to the row's URL; 2xx is sent, 429/5xx/network errors
     retry, any other 4xx is permanent."""
 
+    def close(self) -> None:
+        """Nothing to release: each POST opens and closes its own connection."""
+
     def send(self, outbox_id: int, mail_from: str, rcpt_to: str, raw: bytes) -> str:
         headers, body = split_push(raw)
         headers["Content-Type"] = "application/json"
