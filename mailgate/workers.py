@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
@@ -194,6 +195,12 @@ def worker_process_main(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    supervisor = multiprocessing.parent_process()
+    if supervisor is not None:
+        threading.Thread(
+            target=_stop_when_supervisor_exits, args=(supervisor, stop),
+            name="supervisor-watch", daemon=True,
+        ).start()
     from mailgate.cli import configure_logging
 
     configure_logging(log_level)
@@ -215,3 +222,16 @@ def worker_process_main(
     broker.close()
     app.close()
     log.info("worker process %d/%d stopped", index, count)
+
+
+def _stop_when_supervisor_exits(supervisor: BaseProcess, stop: threading.Event) -> None:
+    """Set ``stop`` when the supervisor process exits.
+
+    A supervisor killed with SIGKILL (by the OOM killer, say) cannot pass
+    SIGTERM on, and its worker processes would go on taking messages with
+    no one to restart or stop them. They stop as on SIGTERM instead.
+    """
+    multiprocessing.connection.wait([supervisor.sentinel])
+    if not stop.is_set():
+        log.error("supervisor pid=%s exited; stopping this worker process", supervisor.pid)
+        stop.set()

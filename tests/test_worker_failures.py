@@ -20,7 +20,7 @@ from store.models import OutboxEntry
 from store.outbox import OutgoingMail, add_to_outbox
 from tests.harness import SUPPORT, Gateway
 from tests.mail import customer_mail
-from tests.process import wait_for
+from tests.process import free_port, wait_for
 from tests.redis_server import PrivateRedis
 from tests.relay import RecordingRelay, RelayServer
 
@@ -120,3 +120,52 @@ def test_worker_sigkill_sends_each_once(tmp_path: Path) -> None:
     # per worker thread that was sending at the moment of the kill.
     assert len(doubled) <= WORKER_THREADS
     print(f"accepted at kill: {at_kill}, sent twice: {len(doubled)} {doubled}")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_supervisor_killed(tmp_path: Path) -> None:
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    home = tmp_path / "worker"
+    App.create(load_settings(home=home)).close()
+    env = {**os.environ, "MAILGATE_HOME": str(home), "MAILGATE_REDIS_URL": redis.url,
+           "MAILGATE_DOMAIN": "support.example.org", "MAILGATE_HTTP_PORT": str(free_port()),
+           "MAILGATE_SHUTDOWN_GRACE_SECONDS": "2"}
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "mailgate", "worker", "--processes", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    workers: list[int] = []
+    try:
+
+        def started() -> bool:
+            workers[:] = [pid for pid in _children(supervisor.pid)
+                          if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+            return len(workers) == 2
+
+        wait_for(started, timeout=60)
+        supervisor.kill()
+        supervisor.wait(30)
+        wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=30)
+    finally:
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, 9)
+        if supervisor.poll() is None:
+            supervisor.kill()
+        redis.stop()
+    assert not any(_alive(pid) for pid in workers)
