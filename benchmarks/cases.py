@@ -8,6 +8,8 @@ import smtplib
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,17 @@ PENDING_SPOOL = "SELECT count(*) FROM spool WHERE state = 'pending'"
 FAILED_SPOOL = "SELECT count(*) FROM spool WHERE state = 'failed'"
 AGENT_ADDRESS = "agent@example.org"
 SENT_OUTBOX = "SELECT count(*) FROM outbox WHERE state = 'sent'"
+TICKETS = "SELECT count(*) FROM tickets"
+OUTBOX = "SELECT count(*) FROM outbox"
+NOTES = "SELECT count(*) FROM notes"
+# First customer number of the senders of each case's mails. The ranges do
+# not overlap (the sustained case's start at 10,000,000), so cases that
+# share one gateway in --quick never write as the same customer.
+END_TO_END_CUSTOMERS = 0
+HTML_CUSTOMERS = 1_000_000
+REPLY_CUSTOMERS = 2_000_000
+# The memory case's idle figure is taken this long after the ready line.
+IDLE_SECONDS = 2.0
 
 
 @dataclass
@@ -62,11 +75,75 @@ class Figure:
         return self.count / self.seconds if self.seconds > 0 else float("nan")
 
 
-def customer_mails(count: int, size: int = 2048) -> list[tuple[str, str, bytes]]:
+def customer_mails(count: int, first: int = 0, size: int = 2048) -> list[tuple[str, str, bytes]]:
+    """Return ``count`` 2 KB plain mails from customers ``first`` onwards."""
     return [
         (f"customer{number}@example.com", QUEUE_ADDRESS, plain_mail(number, size))
-        for number in range(count)
+        for number in range(first, first + count)
     ]
+
+
+@contextmanager
+def embedded_gateway(work: Path, name: str, **settings: str) -> Iterator[Gateway]:
+    """Start ``mailgate serve`` (the embedded default, plus ``settings``) on
+    a fresh home ``work/name``, and stop it on exit. The gateway may still
+    be starting when this yields, because each case waits until it is
+    ready."""
+    home = work / name
+    prepare_home(home)
+    gateway = Gateway(home, **settings)
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@contextmanager
+def accept_gateway(work: Path, connections: int, redis_url: str) -> Iterator[Gateway]:
+    """Start ``serve --role smtp`` on a Redis namespace of its own with no
+    worker, and delete the namespace's keys after it stopped."""
+    namespace = f"mailgate-bench-{uuid.uuid4().hex[:12]}"
+    settings = {"MAILGATE_REDIS_URL": redis_url, "MAILGATE_REDIS_NAMESPACE": namespace}
+    home = work / f"accept-{connections}"
+    prepare_home(home, **settings)
+    try:
+        gateway = Gateway(home, "--role", "smtp", **settings)
+        try:
+            yield gateway
+        finally:
+            gateway.stop()
+    finally:
+        _delete_redis_namespace(redis_url, namespace)
+
+
+@dataclass
+class Relayed:
+    """A gateway whose outbox goes to an aiosmtpd sink (``outbound_gateway``)."""
+
+    gateway: Gateway
+    sink: SinkProcess
+
+    def terminate(self) -> None:
+        self.gateway.terminate()
+
+
+@contextmanager
+def outbound_gateway(work: Path, count: int) -> Iterator[Relayed]:
+    """Write ``count`` rows to the outbox of a fresh home, then start an
+    aiosmtpd sink and ``mailgate serve`` relaying to it. Both stop on exit."""
+    home = work / "outbound"
+    prepare_home(home)
+    _fill_outbox(home, count)
+    port = free_port()
+    sink = SinkProcess(port)
+    try:
+        gateway = Gateway(home, MAILGATE_SMTP_RELAY=f"smtp://127.0.0.1:{port}")
+        try:
+            yield Relayed(gateway, sink)
+        finally:
+            gateway.stop()
+    finally:
+        sink.stop()
 
 
 def ceiling(count: int, connections: int) -> list[Figure]:
@@ -96,20 +173,14 @@ def _latencies(case: str, load: LoadResult, connections: int) -> list[Figure]:
     ]
 
 
-def durable_accept(work: Path, count: int, connections: int, redis_url: str) -> list[Figure]:
-    """Measure ``serve --role smtp`` on a Redis namespace of its own with no
-    worker, so every mail is spooled and committed before 250 and none is
-    processed."""
-    home = work / f"accept-{connections}"
-    namespace = f"mailgate-bench-{uuid.uuid4().hex[:12]}"
-    settings = {"MAILGATE_REDIS_URL": redis_url, "MAILGATE_REDIS_NAMESPACE": namespace}
-    prepare_home(home, **settings)
-    try:
-        with Gateway(home, "--role", "smtp", **settings) as gateway:
-            load = run_load(gateway.smtp_port, customer_mails(count), connections)
-            spooled = count_rows(home, "SELECT count(*) FROM spool")
-    finally:
-        _delete_redis_namespace(redis_url, namespace)
+def durable_accept(gateway: Gateway, count: int, connections: int) -> list[Figure]:
+    """Measure ``serve --role smtp`` with a Redis broker and no worker
+    (``accept_gateway``), so every mail is spooled and committed before
+    250 and none is processed."""
+    gateway.wait_ready()
+    spooled_before = count_rows(gateway.home, "SELECT count(*) FROM spool")
+    load = run_load(gateway.smtp_port, customer_mails(count), connections)
+    spooled = count_rows(gateway.home, "SELECT count(*) FROM spool") - spooled_before
     detail = f"spooled {spooled}{_failures(load)}"
     return [
         Figure(
@@ -121,25 +192,35 @@ def durable_accept(work: Path, count: int, connections: int, redis_url: str) -> 
 
 
 def end_to_end(
-    work: Path, mails: list[tuple[str, str, bytes]], connections: int,
+    gateway: Gateway, mails: list[tuple[str, str, bytes]], connections: int,
     case: str = "end-to-end", what: str = "2 KB plain mails to tickets with notifications",
 ) -> Figure:
     """Measure the embedded default from the first byte sent until every
     accepted mail is processed: a new ticket (or a follow-up) with its New
-    Ticket mail and acknowledgement in the outbox."""
-    home = work / f"{case}-{connections}"
-    prepare_home(home)
-    with Gateway(home) as gateway:
-        load = run_load(gateway.smtp_port, mails, connections)
-        done = wait_for_count(home, DONE_SPOOL, load.accepted, timeout=1200)
-        tickets = count_rows(home, "SELECT count(*) FROM tickets")
-        outbox = count_rows(home, "SELECT count(*) FROM outbox")
-        failed = count_rows(home, FAILED_SPOOL)
+    Ticket mail and acknowledgement in the outbox.
+
+    The counts are of the rows this case added, so the gateway may have
+    taken mail before, as long as all of it is processed.
+    """
+    gateway.wait_ready()
+    home = gateway.home
+    before = _row_counts(home)
+    load = run_load(gateway.smtp_port, mails, connections)
+    done = wait_for_count(home, DONE_SPOOL, before["done"] + load.accepted, timeout=1200)
+    added = {name: count - before[name] for name, count in _row_counts(home).items()}
     return Figure(
         case, f"{what}, embedded default",
-        load.accepted, done - load.started, connections=connections, tickets=tickets,
-        detail=f"tickets {tickets}, outbox rows {outbox}, spool failed {failed}{_failures(load)}",
+        load.accepted, done - load.started, connections=connections, tickets=added["tickets"],
+        detail=f"tickets {added['tickets']}, outbox rows {added['outbox']}, "
+        f"spool failed {added['failed']}{_failures(load)}",
     )
+
+
+def _row_counts(home: Path) -> dict[str, int]:
+    return {
+        "done": count_rows(home, DONE_SPOOL), "tickets": count_rows(home, TICKETS),
+        "outbox": count_rows(home, OUTBOX), "failed": count_rows(home, FAILED_SPOOL),
+    }
 
 
 def production_end_to_end(
@@ -164,7 +245,7 @@ def production_end_to_end(
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         home.mkdir(parents=True, exist_ok=True)
-        run_cli(home, "db", "upgrade", **settings)
+        run_cli(home, ["db", "upgrade"], **settings)
         prepare_home(home, **settings)
         with Gateway(home, "--processes", str(worker_processes), command="worker", **settings), \
                 Gateway(home, "--role", "smtp", **settings) as listener:
@@ -184,31 +265,31 @@ def production_end_to_end(
     )
 
 
-def sustained(work: Path, seconds: float, rate: float, connections: int) -> list[Figure]:
+def sustained(gateway: Gateway, seconds: float, rate: float, connections: int) -> list[Figure]:
     """Offer 2 KB mails at ``rate`` per second for ``seconds`` to the
     embedded default, and sample the backlog (spool rows still pending)
     every tenth of the run. The backlog grows when processing is slower
     than the offered rate."""
-    home = work / "sustained"
-    prepare_home(home)
+    gateway.wait_ready()
+    home = gateway.home
+    done_before = count_rows(home, DONE_SPOOL)
     samples: list[tuple[float, int, int]] = []
-    with Gateway(home) as gateway:
-        stop = threading.Event()
+    stop = threading.Event()
 
-        def sample() -> None:
-            while not stop.wait(max(1.0, seconds / 10)):
-                samples.append((
-                    time.time(), count_rows(home, PENDING_SPOOL), count_rows(home, DONE_SPOOL)
-                ))
+    def sample() -> None:
+        while not stop.wait(max(0.25, seconds / 10)):
+            samples.append((
+                time.time(), count_rows(home, PENDING_SPOOL), count_rows(home, DONE_SPOOL)
+            ))
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        load = run_paced_load(gateway.smtp_port, rate, seconds, connections)
-        stop.set()
-        sampler.join(30)
-        ended = time.time()
-        pending = count_rows(home, PENDING_SPOOL)
-        processed = count_rows(home, DONE_SPOOL)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    load = run_paced_load(gateway.smtp_port, rate, seconds, connections)
+    stop.set()
+    sampler.join(30)
+    ended = time.time()
+    pending = count_rows(home, PENDING_SPOOL)
+    processed = count_rows(home, DONE_SPOOL) - done_before
     window = ended - load.started
     backlog = ", ".join(f"{at - load.started:.0f}s:{waiting}" for at, waiting, _ in samples)
     growth = (pending - samples[0][1]) / (ended - samples[0][0]) if samples else float("nan")
@@ -225,29 +306,36 @@ def sustained(work: Path, seconds: float, rate: float, connections: int) -> list
     ]
 
 
-def reply_to_note(work: Path, count: int) -> list[Figure]:
-    """Send ``count`` customer mails, then for each New Ticket mail in the
-    Maildir outbox an agent's reply to its Reply-To address, one at a time,
-    and time each from its 250 until the note is in the database."""
-    home = work / "reply"
-    prepare_home(home)
+def reply_to_note(gateway: Gateway, count: int) -> list[Figure]:
+    """Send ``count`` customer mails, then for each New Ticket mail they
+    brought to the Maildir outbox an agent's reply to its Reply-To address,
+    one at a time, and time each from its 250 until the note is in the
+    database."""
+    gateway.wait_ready()
+    home = gateway.home
+    maildir = home / "outbox"
+    # Mail the gateway took before is delivered first, so that its New
+    # Ticket mails are all among the files seen here.
+    wait_for_count(home, SENT_OUTBOX, count_rows(home, OUTBOX), timeout=600)
+    seen = _maildir_files(maildir)
+    done_before = count_rows(home, DONE_SPOOL)
+    notes_at_start = count_rows(home, NOTES)
     latencies: list[float] = []
-    with Gateway(home) as gateway:
-        load = run_load(gateway.smtp_port, customer_mails(count), 4)
-        wait_for_count(home, DONE_SPOOL, load.accepted, timeout=600)
-        outbox = count_rows(home, "SELECT count(*) FROM outbox")
-        wait_for_count(home, SENT_OUTBOX, outbox, timeout=600)
-        notifications = _new_ticket_mails(home / "outbox", AGENT_ADDRESS)
-        for number, notification in enumerate(notifications[:count]):
-            recipient, raw = agent_reply(notification, AGENT_ADDRESS, number)
-            notes_before = count_rows(home, "SELECT count(*) FROM notes")
-            with smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=60) as connection:
-                connection.sendmail(AGENT_ADDRESS, [recipient], raw)
-                acknowledged = time.perf_counter()
-            visible = _wait_for_rows(home, "SELECT count(*) FROM notes", notes_before + 1, 30)
-            if visible is not None:
-                latencies.append(visible - acknowledged)
-        notes = count_rows(home, "SELECT count(*) FROM notes")
+    load = run_load(gateway.smtp_port, customer_mails(count, REPLY_CUSTOMERS), 4)
+    wait_for_count(home, DONE_SPOOL, done_before + load.accepted, timeout=600)
+    outbox = count_rows(home, OUTBOX)
+    wait_for_count(home, SENT_OUTBOX, outbox, timeout=600)
+    notifications = _new_ticket_mails(maildir, AGENT_ADDRESS, seen)
+    for number, notification in enumerate(notifications[:count]):
+        recipient, raw = agent_reply(notification, AGENT_ADDRESS, number)
+        notes_before = count_rows(home, NOTES)
+        with smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=60) as connection:
+            connection.sendmail(AGENT_ADDRESS, [recipient], raw)
+            acknowledged = time.perf_counter()
+        visible = _wait_for_rows(home, NOTES, notes_before + 1, 30)
+        if visible is not None:
+            latencies.append(visible - acknowledged)
+    notes = count_rows(home, NOTES) - notes_at_start
     latencies.sort()
     figures = []
     for metric, fraction in (("p50", 0.50), ("p99", 0.99)):
@@ -261,10 +349,17 @@ def reply_to_note(work: Path, count: int) -> list[Figure]:
     return figures
 
 
-def _new_ticket_mails(maildir: Path, agent: str) -> list[bytes]:
-    """Return the New Ticket mails to ``agent`` in a Maildir, oldest first."""
+def _maildir_files(maildir: Path) -> set[str]:
+    folder = maildir / "new"
+    return {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+
+
+def _new_ticket_mails(maildir: Path, agent: str, seen: set[str]) -> list[bytes]:
+    """Return the New Ticket mails to ``agent`` in a Maildir, oldest first,
+    leaving out the files named in ``seen``."""
     found = []
-    for path in sorted((maildir / "new").iterdir(), key=lambda item: item.stat().st_mtime):
+    paths = [path for path in (maildir / "new").iterdir() if path.name not in seen]
+    for path in sorted(paths, key=lambda item: item.stat().st_mtime):
         raw = path.read_bytes()
         head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
         if f"Delivered-To: {agent}".encode() in head and b"New Ticket" in head:
@@ -283,21 +378,12 @@ def _wait_for_rows(home: Path, query: str, expected: int, timeout: float) -> flo
     return None
 
 
-def outbound(work: Path, count: int) -> Figure:
-    """Measure sending outbox rows to a local aiosmtpd relay that replies 250."""
-    home = work / "outbound"
-    prepare_home(home)
-    _fill_outbox(home, count)
-    port = free_port()
-    sink = SinkProcess(port)
-    received = 0
-    first = last = None
-    try:
-        relay = {"MAILGATE_SMTP_RELAY": f"smtp://127.0.0.1:{port}"}
-        with Gateway(home, **relay):
-            wait_for_count(home, SENT_OUTBOX, count, timeout=600)
-    finally:
-        received, first, last = sink.stop()
+def outbound(relayed: Relayed, count: int) -> Figure:
+    """Measure sending the ``count`` outbox rows of ``outbound_gateway`` to
+    its aiosmtpd relay, which replies 250."""
+    relayed.gateway.wait_ready()
+    wait_for_count(relayed.gateway.home, SENT_OUTBOX, count, timeout=600)
+    received, first, last = relayed.sink.stop()
     seconds = (last - first) if first is not None and last is not None else float("nan")
     # The span runs from the first mail received to the last one, so it
     # covers count - 1 deliveries.
@@ -308,21 +394,34 @@ def outbound(work: Path, count: int) -> Figure:
     )
 
 
-def memory(work: Path, size: int) -> list[Figure]:
+def memory(gateway: Gateway, size: int, fresh: bool = True) -> list[Figure]:
     """Measure peak resident memory, over the idle figure, while one mail of
-    ``size`` bytes with a PDF attachment is received and processed."""
-    home = work / "memory"
-    prepare_home(home)
+    ``size`` bytes with a PDF attachment is received and processed.
+
+    On a ``fresh`` gateway, one that took no mail, the idle figure is its
+    VmRSS IDLE_SECONDS after the ready line and the peak is the VmHWM of
+    its whole life. On a gateway that took mail before, the peaks of the
+    serve process and its children are first reset to their current RSS
+    (``/proc/PID/clear_refs``, Linux 4.0 and later), and the idle figure is
+    the RSS then.
+    """
+    gateway.wait_ready()
+    home = gateway.home
     mail = pdf_mail(size)
-    with Gateway(home) as gateway:
-        time.sleep(2)
-        idle_rss, _ = peak_rss_bytes(gateway.pid)
-        started = time.time()
-        load = run_load(gateway.smtp_port, [("customer@example.com", QUEUE_ADDRESS, mail)], 1)
-        done = wait_for_count(home, DONE_SPOOL, 1, timeout=300)
-        _, serve_peak = peak_rss_bytes(gateway.pid)
-        child_peaks = [_child_peak(pid) for pid in descendants(gateway.pid)]
-        child_peak = max(child_peaks, default=0)
+    if fresh:
+        assert gateway.ready_at is not None
+        time.sleep(max(0.0, gateway.ready_at + IDLE_SECONDS - time.monotonic()))
+    else:
+        for pid in (gateway.pid, *descendants(gateway.pid)):
+            _reset_peak_rss(pid)
+    done_before = count_rows(home, DONE_SPOOL)
+    idle_rss, _ = peak_rss_bytes(gateway.pid)
+    started = time.time()
+    load = run_load(gateway.smtp_port, [("customer@example.com", QUEUE_ADDRESS, mail)], 1)
+    done = wait_for_count(home, DONE_SPOOL, done_before + 1, timeout=300)
+    _, serve_peak = peak_rss_bytes(gateway.pid)
+    child_peaks = [_child_peak(pid) for pid in descendants(gateway.pid)]
+    child_peak = max(child_peaks, default=0)
     mebibyte = 1024 * 1024
     return [
         Figure(
@@ -365,6 +464,14 @@ def pdf_mail(size: int) -> bytes:
         "Content-Transfer-Encoding: base64\r\n\r\n"
     ).encode()
     return head + encoded + f"--{boundary}--\r\n".encode()
+
+
+def _reset_peak_rss(pid: int) -> None:
+    """Set the VmHWM of a process to its current RSS (proc(5), clear_refs)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except (FileNotFoundError, ProcessLookupError):
+        pass  # the process has exited since it was listed
 
 
 def _child_peak(pid: int) -> int:

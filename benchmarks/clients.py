@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 # Client processes at most; the connections are spread over them as threads.
 MAX_CLIENT_PROCESSES = 4
+# How long the client processes of one load get to start.
+CLIENT_START_TIMEOUT_SECONDS = 120
 # Mails sent over one connection before the next one is opened.
 MAILS_PER_CONNECTION = 100
 
@@ -142,7 +144,20 @@ def _paced_connection_thread(
     results.append((timings, failed))
 
 
-def _client_process(port: int, batches: list, start_at: float,
+def process_context() -> multiprocessing.context.BaseContext:
+    """Return the context that starts the benchmark's own processes: the
+    load clients and the bare SMTP server.
+
+    They are forked from a forkserver that imported the benchmark modules
+    once, so each one starts in milliseconds. Spawn would start a new
+    interpreter and import them again for every process.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["benchmarks.cases"])
+    return context
+
+
+def _client_process(port: int, batches: list, start: threading.Barrier,
                     output: multiprocessing.Queue, paced: bool = False) -> None:
     results: list = []
     barrier = threading.Barrier(len(batches) + 1)
@@ -153,7 +168,8 @@ def _client_process(port: int, batches: list, start_at: float,
     ]
     for thread in threads:
         thread.start()
-    time.sleep(max(0.0, start_at - time.time()))
+    # Every client process waits here until all of them are running.
+    start.wait(CLIENT_START_TIMEOUT_SECONDS)
     started = time.time()
     barrier.wait()
     for thread in threads:
@@ -174,7 +190,9 @@ def run_paced_load(port: int, rate: float, seconds: float, connections: int) -> 
     """Offer 2 KB plain mails at ``rate`` per second in total for ``seconds``
     over ``connections`` connections, whatever the server's pace."""
     per_connection = rate / connections
-    paces = [(index * 10_000_000, per_connection, seconds) for index in range(connections)]
+    # Customer numbers from 10,000,000 up, one range per connection, so no
+    # sender is shared with the mails of another case.
+    paces = [((index + 1) * 10_000_000, per_connection, seconds) for index in range(connections)]
     return _run_clients(port, paces, paced=True)
 
 
@@ -182,12 +200,13 @@ def _run_clients(port: int, batches: list, paced: bool) -> LoadResult:
     connections = len(batches)
     processes_count = min(MAX_CLIENT_PROCESSES, connections)
     groups = [batches[index::processes_count] for index in range(processes_count)]
-    context = multiprocessing.get_context("spawn")
+    context = process_context()
     output = context.Queue()
-    # Every client starts at the same moment, once all of them are running.
-    start_at = time.time() + 1.5
+    start = context.Barrier(processes_count)
     processes = [
-        context.Process(target=_client_process, args=(port, group, start_at, output, paced))
+        context.Process(
+            target=_client_process, args=(port, group, start, output, paced), daemon=True,
+        )
         for group in groups
     ]
     for process in processes:

@@ -3,6 +3,7 @@ its own, on free ports of 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -36,10 +37,27 @@ def gateway_environment(home: Path, **settings: str) -> dict[str, str]:
     }
 
 
-def run_cli(home: Path, *args: str, **settings: str) -> None:
-    """Run one ``mailgate`` command; raise CalledProcessError with its output."""
+# Runs the ``mailgate`` commands given as a JSON list of argument lists
+# through the CLI's entry point, one after another in this one interpreter,
+# and exits with the status of the first that fails.
+_CLI_SCRIPT = """
+import json, sys
+from mailgate.cli import main
+for arguments in json.loads(sys.argv[1]):
+    status = main(arguments)
+    if status:
+        sys.exit(status)
+"""
+
+
+def run_cli(home: Path, *commands: list[str], **settings: str) -> None:
+    """Run ``mailgate`` commands, each a list of arguments, in one process:
+    one interpreter start, however many commands.
+
+    Raises CalledProcessError, with the output, when one of them fails.
+    """
     subprocess.run(
-        [sys.executable, "-m", "mailgate", *args],
+        [sys.executable, "-c", _CLI_SCRIPT, json.dumps(commands)],
         env=gateway_environment(home, **settings), check=True,
         capture_output=True, timeout=120,
     )
@@ -48,36 +66,62 @@ def run_cli(home: Path, *args: str, **settings: str) -> None:
 def prepare_home(home: Path, **settings: str) -> None:
     """Create the database with one queue and one agent, as the README does.
 
-    Homes of the embedded default (no ``settings``) are copies of one made
-    beside them with the CLI, which saves two CLI starts per case.
+    Homes on SQLite (``settings`` without MAILGATE_DATABASE_URL) are copies
+    of one made beside them with the CLI by ``prepare_template``. The copy
+    does not depend on the broker, so homes of the Redis cases are copies
+    too.
     """
-    if not settings:
-        template = home.parent / ".template-home"
-        if not template.exists():
-            _prepare_home_with_cli(template)
-        shutil.copytree(template, home)
+    if "MAILGATE_DATABASE_URL" in settings:
+        _prepare_home_with_cli(home, **settings)
         return
-    _prepare_home_with_cli(home, **settings)
+    shutil.copytree(prepare_template(home.parent), home)
+
+
+def prepare_template(directory: Path) -> Path:
+    """Make the home ``directory/.template-home`` with the CLI unless it
+    exists, and return its path."""
+    template = directory / ".template-home"
+    if not template.exists():
+        # Made under another name and renamed, so that a failed CLI run
+        # leaves no half-made template behind.
+        partial = directory / ".template-home.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        _prepare_home_with_cli(partial)
+        partial.rename(template)
+    return template
 
 
 def _prepare_home_with_cli(home: Path, **settings: str) -> None:
     home.mkdir(parents=True, exist_ok=True)
-    run_cli(home, "queues", "add", "Support", "--address", QUEUE_ADDRESS, "--exist-ok", **settings)
     run_cli(
-        home, "users", "add", "agent", "--email", "agent@example.org",
-        "--queue", "Support", "--exist-ok", **settings,
+        home,
+        ["queues", "add", "Support", "--address", QUEUE_ADDRESS, "--exist-ok"],
+        ["users", "add", "agent", "--email", "agent@example.org", "--queue", "Support", "--exist-ok"],
+        **settings,
     )
 
 
 class Gateway:
     """``mailgate serve`` (or, with ``command="worker"``, ``mailgate worker``)
-    as a child process; its log lines are kept."""
+    as a child process; its log lines are kept.
+
+    The process starts when the object is made; ``wait_ready`` (or entering
+    it as a context manager) waits until it accepts mail, so several
+    gateways can start side by side.
+
+    NOTE: the gateway runs on when the benchmark is killed with SIGKILL,
+    because only the benchmark stops it. SIGTERM and SIGINT stop it, and
+    so does a signal to the benchmark's whole process group.
+    """
 
     def __init__(self, home: Path, *args: str, command: str = "serve", **settings: str) -> None:
+        self.home = home
+        self.command = command
         self.smtp_port = free_port()
         self.http_port = free_port()
         self.lines: list[str] = []
-        self._ready = threading.Event()
+        self.ready_at: float | None = None  # time.monotonic() of the ready line
+        self._ready_or_ended = threading.Event()
         ports = ["--http-port", str(self.http_port)]
         if command == "serve":
             ports += ["--smtp-port", str(self.smtp_port)]
@@ -99,24 +143,39 @@ class Gateway:
             line = raw.decode("utf-8", "replace").rstrip()
             if len(self.lines) < 10_000:
                 self.lines.append(line)
-            if "mailgate ready" in line:
-                self._ready.set()
+            if self.ready_at is None and "mailgate ready" in line:
+                self.ready_at = time.monotonic()
+                self._ready_or_ended.set()
+        self._ready_or_ended.set()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        if not self._ready.wait(timeout):
+        """Return once the gateway accepts mail, at once if it already does.
+
+        Raises TimeoutError, with the end of its log, when it exits first or
+        is not ready within ``timeout`` seconds.
+        """
+        self._ready_or_ended.wait(timeout)
+        if self.ready_at is None:
             self.stop()
             tail = "\n".join(self.lines[-30:])
-            raise TimeoutError(f"mailgate serve not ready within {timeout:.0f}s:\n{tail}")
+            raise TimeoutError(
+                f"mailgate {self.command} not ready within {timeout:.0f}s "
+                f"(exit code {self.process.returncode}):\n{tail}"
+            )
+
+    def terminate(self) -> None:
+        """Send SIGTERM, as an operator does, without waiting for the exit."""
+        if self.process.poll() is None:
+            self.process.terminate()
 
     def stop(self) -> None:
         """Stop with SIGTERM as an operator does; kill after 60 seconds."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(30)
+        self.terminate()
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(30)
         self._reader.join(10)
 
     def __enter__(self) -> Gateway:

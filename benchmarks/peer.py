@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.cases import Figure, end_to_end
+from benchmarks.cases import Figure, embedded_gateway, end_to_end
 from benchmarks.mails import corpus_set
 
 PEER_REQUIREMENT = "django-helpdesk[teams]==2.6.1"
@@ -83,10 +83,15 @@ def peer(work: Path, count: int, connections: int, install: bool = True) -> list
     readable = [mail for mail in mails if _is_utf8(mail[2])]
     peer_readable = run_peer(python, work / "peer-readable", readable)
     peer_all = run_peer(python, work / "peer-all", mails)
-    ours_readable = end_to_end(
-        work, readable, connections, "peer-mailgate", "corpus mails readable as UTF-8 to tickets",
-    )
-    ours_all = end_to_end(work, mails, connections, "peer-mailgate-all", "whole corpus set to tickets")
+    with embedded_gateway(work, f"peer-mailgate-{connections}") as gateway:
+        ours_readable = end_to_end(
+            gateway, readable, connections, "peer-mailgate",
+            "corpus mails readable as UTF-8 to tickets",
+        )
+    with embedded_gateway(work, f"peer-mailgate-all-{connections}") as gateway:
+        ours_all = end_to_end(
+            gateway, mails, connections, "peer-mailgate-all", "whole corpus set to tickets",
+        )
     peer_rate = peer_readable["tickets"] / peer_readable["seconds"]
     return [
         Figure(

@@ -3,10 +3,11 @@ of the SMTP cases and the relay that outbound mail is sent to."""
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 
 from aiosmtpd.controller import Controller
+
+from benchmarks.clients import process_context
 
 
 class CountingHandler:
@@ -41,12 +42,13 @@ class SinkProcess:
     as mailgate does. ``stop`` returns (count, first, last) of mails received."""
 
     def __init__(self, port: int) -> None:
-        context = multiprocessing.get_context("spawn")
+        context = process_context()
         self._ready = context.Event()
         self._stop = context.Event()
         self._output = context.Queue()
+        self._result: tuple[int, float | None, float | None] | None = None
         self.process = context.Process(
-            target=_serve, args=(port, self._ready, self._stop, self._output)
+            target=_serve, args=(port, self._ready, self._stop, self._output), daemon=True,
         )
         self.process.start()
         if not self._ready.wait(30):
@@ -54,7 +56,9 @@ class SinkProcess:
             raise TimeoutError(f"aiosmtpd sink on port {port} not ready within 30s")
 
     def stop(self) -> tuple[int, float | None, float | None]:
-        self._stop.set()
-        result = self._output.get(timeout=30)
-        self.process.join(30)
-        return result
+        """Stop the server; return what it received. Later calls return the same."""
+        if self._result is None:
+            self._stop.set()
+            self._result = self._output.get(timeout=30)
+            self.process.join(30)
+        return self._result

@@ -91,3 +91,38 @@ def wait_for(condition, timeout: float = 120.0, interval: float = 0.2) -> None:
             return
         time.sleep(interval)
     raise TimeoutError(f"condition not met within {timeout}s")
+
+
+def descendants(pid: int) -> list[int]:
+    """Return the ids of every process below ``pid``, read from /proc."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            pending.extend(children)
+    return found
+
+
+def still_running(pids: list[int], timeout: float) -> list[int]:
+    """Poll until none of ``pids`` runs; return those still running after
+    ``timeout`` seconds. A zombie counts as ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [pid for pid in pids if _is_running(pid)]
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.05)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

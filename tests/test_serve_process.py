@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.process import ServeProcess, free_port, wait_for
+from tests.process import ServeProcess, descendants, free_port, still_running, wait_for
 
 
 def mailgate(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -47,8 +47,13 @@ def test_serve_takes_mail_and_stops(tmp_path: Path) -> None:
 
     outbox = home / "outbox" / "new"
     wait_for(lambda: outbox.is_dir() and len(list(outbox.iterdir())) == 2, timeout=60)
+    # The parser's forkserver, its parser processes and multiprocessing's
+    # resource tracker, started for the mail above.
+    children = descendants(server.pid)
+    assert children
     assert server.stop() == 0
     assert any("mailgate stopped" in line for line in server.lines)
+    assert still_running(children, timeout=10) == []
 
     shown = mailgate(home, "tickets", "show", "1", "--json")
     assert shown.returncode == 0, shown.stderr
