@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -35,15 +36,14 @@ def _prepare_sqlite(engine: Engine) -> None:
 
     turn = _WriteTurn()
 
+    @event.listens_for(engine, "connect")
+    def on_connect_turn(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.write_turn = turn
+
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        turn.take(connection.connection.info)
+        turn.take(connection.connection.dbapi_connection)
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    @event.listens_for(engine, "checkin")
-    def on_checkin(dbapi_connection: Any, record: Any) -> None:
-        if record is not None:
-            turn.give_back(record.info)
 
 
 class _WriteTurn:
@@ -53,31 +53,59 @@ class _WriteTurn:
     1, 2, 5, 10 ... up to 100 ms between tries, so with several worker
     threads the lock stood free for half the time while they slept. Here a
     thread waits on a semaphore instead and is woken as soon as the holder's
-    connection goes back to the pool, after its COMMIT or ROLLBACK. Writers
-    in other processes (the command line) still meet the busy handler.
+    COMMIT or ROLLBACK has returned. Writers in other processes (the
+    command line) still meet the busy handler.
     """
 
     def __init__(self) -> None:
         self._semaphore = threading.Semaphore()
 
-    def take(self, info: dict[str, Any]) -> None:
-        """Wait for the turn, unless the connection with this pool ``info`` has it."""
-        if info.get(_HOLDS_TURN):
+    def take(self, connection: TurnConnection) -> None:
+        """Wait for the turn, unless ``connection`` has it already."""
+        if connection.has_turn:
             return
         # After the busy timeout BEGIN IMMEDIATE runs without the turn, and
         # SQLite's own wait decides, as it does for other processes.
         if self._semaphore.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-            info[_HOLDS_TURN] = True
+            connection.has_turn = True
         else:
             log.warning("no turn at the SQLite write lock after %d ms", SQLITE_BUSY_TIMEOUT_MS)
 
-    def give_back(self, info: dict[str, Any]) -> None:
-        if info.pop(_HOLDS_TURN, False):
+    def give_back(self, connection: TurnConnection) -> None:
+        if connection.has_turn:
+            connection.has_turn = False
             self._semaphore.release()
 
 
-# The key in a pool record's ``info`` while its connection has the turn.
-_HOLDS_TURN = "mailgate_write_turn"
+class TurnConnection(sqlite3.Connection):
+    """A SQLite connection that gives back its write turn once its
+    transaction ends, so a connection kept open between transactions
+    does not keep the other threads waiting."""
+
+    write_turn: _WriteTurn | None = None
+    has_turn = False
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._end_turn()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._end_turn()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._end_turn()
+
+    def _end_turn(self) -> None:
+        if self.write_turn is not None:
+            self.write_turn.give_back(self)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -86,7 +114,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        connect_args = dict(kwargs.get("connect_args", {}))
+        connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+        connect_args["factory"] = TurnConnection
+        kwargs["connect_args"] = connect_args
         engine = create_engine(url, **kwargs)
         _prepare_sqlite(engine)
         return engine
