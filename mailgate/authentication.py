@@ -195,7 +195,7 @@ def verify_dkim_signatures(raw: bytes, from_address: str) -> str | None:
 
 def sender_authentication_failure(
     mail: ParsedMail,
-    raw: bytes,
+    read_raw: Callable[[], bytes],
     *,
     trusted_authserv_ids: Sequence[str],
     verify_dkim: bool,
@@ -211,5 +211,5 @@ def sender_authentication_failure(
         return results_failure(results)
     if verify_dkim:
         from_address = mail.from_.email if mail.from_ else ""
-        return verify_dkim_signatures(raw, from_address)
+        return verify_dkim_signatures(read_raw(), from_address)
     return None

@@ -7,13 +7,12 @@ original, which name the ticket the bounce belongs to.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import logging
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesHeaderParser
 
+from mailgate.parsing.tree import parse_header_tree, parse_tree
 from mailgate.tokens import find_token
 
 log = logging.getLogger(__name__)
@@ -43,13 +42,14 @@ def read_delivery_report(raw: bytes) -> DeliveryReport | None:
     report-type delivery-status, else None. A forwarded bounce, where the
     report is only a part inside another mail, is a person's mail."""
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        # The header fields decide, so most mail is never parsed a second time.
+        if not _is_delivery_report(parse_header_tree(_header_section(raw))):
+            return None
+        message = parse_tree(raw)
     except Exception:  # the stdlib parser raises on rare broken input
         log.warning("delivery report check could not parse the mail", exc_info=True)
         return None
-    if message.get_content_type() != "multipart/report":
-        return None
-    if (message.get_param("report-type") or "").lower() != "delivery-status":
+    if not _is_delivery_report(message):
         return None
     recipients: list[FailedRecipient] = []
     returned: list[Message] = []
@@ -75,6 +75,20 @@ def read_delivery_report(raw: bytes) -> DeliveryReport | None:
             if token:
                 tokens.append(token)
     return DeliveryReport(tuple(recipients), tuple(message_ids), tuple(dict.fromkeys(tokens)))
+
+
+def _is_delivery_report(message: Message) -> bool:
+    return (
+        message.get_content_type() == "multipart/report"
+        and (message.get_param("report-type") or "").lower() == "delivery-status"
+    )
+
+
+def _header_section(raw: bytes) -> bytes:
+    """Return ``raw`` up to its first blank line, where the parser ends the
+    header section at the latest; all of it when there is none."""
+    ends = [found for found in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if found >= 0]
+    return raw[: min(ends) + 2] if ends else raw
 
 
 def _recipients(part: Message) -> list[FailedRecipient]:

@@ -13,7 +13,8 @@ from mailgate.outbound.rendering import render_mail
 from mailgate.subjects import format_tag
 from mailgate.tokens import issue_token
 from store import operations as ops
-from store.models import Blob, OutboxEntry, Ticket
+from store.blobs import blob_chunks
+from store.models import OutboxEntry, Ticket
 from store.outbox import OutgoingMail, add_to_outbox
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ def forward_ticket(
     if original is not None and options.include_attachments:
         for item in original.attachments:
             if item.removed_at is None:
-                blob = session.get(Blob, item.blob_sha256)
-                attachments.append((item.filename, item.content_type, blob.data))
+                content = b"".join(blob_chunks(session, item.blob_sha256))
+                attachments.append((item.filename, item.content_type, content))
     queued = []
     for user in users:
         token = issue_token(app.signing_keys[0], ticket.id, user.id, ttl_days=settings.reply_token_ttl_days)

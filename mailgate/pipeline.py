@@ -8,8 +8,11 @@ twice is harmless: the second run finds it no longer pending.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from email.utils import getaddresses
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -36,12 +39,11 @@ from mailgate.reply_checks import (
 from mailgate.rules.processing import FOLLOW_UP, NEW, apply_routing, record_drop, route
 from mailgate.routing import (
     choose_queue,
-    dedupe_key,
     find_referenced_ticket,
     reply_token_candidates,
 )
 from mailgate.updates import last_history_id, queue_ticket_updates
-from mailgate.sandbox import parse_spooled_mail
+from mailgate.sandbox import parse_spooled_mail, payload_directory
 from mailgate.suppression import (
     mark_reported_outbox_rows,
     record_hard_bounces,
@@ -74,7 +76,7 @@ from store.models import (
     User,
     utcnow,
 )
-from store.spool import finish_spool_entry, lock_spool_entry, mark_failed
+from store.spool import finish_spool_entry, lock_spool_entry, mark_failed, raw_chunks, read_raw
 from store.tickets import (
     NewAttachment,
     NewMessage,
@@ -119,36 +121,45 @@ def process_spool_entry(app: App, spool_id: int, *, release: bool = False) -> Ou
     """
     expected_state = SpoolState.HELD.value if release else SpoolState.PENDING.value
     with app.sessions() as session:
-        entry = session.get(SpoolEntry, spool_id)
-        if entry is None or entry.state != expected_state:
+        # A large mail's row has an empty raw column, so only small mails load here.
+        spooled = session.get(SpoolEntry, spool_id)
+        if spooled is None or spooled.state != expected_state:
             return None
-        raw, mail_from, rcpt_tos = entry.raw, entry.mail_from, list(entry.rcpt_tos)
-        source = entry.source
-    try:
-        parsed = parse_spooled_mail(raw, app.settings)
-    except ParseError as error:
-        log.warning("spool id=%s cannot be parsed: %s", spool_id, error)
-        mark_failed(app.sessions, spool_id, f"cannot be parsed: {error}")
-        return Outcome(SpoolState.FAILED, reason=str(error))
-    mail = parsed.mail
-    envelope_sender = mail_from if source == "smtp" or mail_from else None
-    with app.sessions.begin() as session:
-        entry = lock_spool_entry(session, spool_id)
-        if entry is None or entry.state != expected_state:
-            return None
-        entry.attempts += 1
-        entry.message_id = mail.message_id
-        outcome = _decide_and_act(
-            app, session, entry, mail, raw, envelope_sender, rcpt_tos,
-            report=parsed.report, released=release,
-        )
-        outcome.outbox_ids = withhold_limited_mail(
-            session, app.settings, outcome.outbox_ids, utcnow()
-        )
-        finish_spool_entry(
-            entry, outcome.state, error=outcome.reason or None, ticket_id=outcome.ticket_id
-        )
-        session.flush()
+        mail_from, rcpt_tos = spooled.mail_from, list(spooled.rcpt_tos)
+        source = spooled.source
+    with payload_directory(app.settings) as directory:
+        try:
+            # Chunks go to the parser as they are read, and large attachments
+            # come back as files in ``directory``. So this process never has
+            # a large mail or attachment whole in memory.
+            parsed = parse_spooled_mail(
+                raw_chunks(app.sessions, spooled), app.settings,
+                size=spooled.size, payload_directory=directory,
+            )
+        except ParseError as error:
+            log.warning("spool id=%s cannot be parsed: %s", spool_id, error)
+            mark_failed(app.sessions, spool_id, f"cannot be parsed: {error}")
+            return Outcome(SpoolState.FAILED, reason=str(error))
+        mail = parsed.mail
+        envelope_sender = mail_from if source == "smtp" or mail_from else None
+        with app.sessions.begin() as session:
+            entry = lock_spool_entry(session, spool_id)
+            if entry is None or entry.state != expected_state:
+                return None
+            entry.attempts += 1
+            entry.message_id = mail.message_id
+            outcome = _decide_and_act(
+                app, session, entry, mail, partial(read_raw, session, entry),
+                envelope_sender, rcpt_tos,
+                key=parsed.dedupe_key, report=parsed.report, released=release,
+            )
+            outcome.outbox_ids = withhold_limited_mail(
+                session, app.settings, outcome.outbox_ids, utcnow()
+            )
+            finish_spool_entry(
+                entry, outcome.state, error=outcome.reason or None, ticket_id=outcome.ticket_id
+            )
+            session.flush()
     log.info(
         "spool id=%s %s ticket=%s message-id=<%s>%s",
         spool_id, outcome.state.value, outcome.ticket_id, mail.message_id,
@@ -162,14 +173,14 @@ def _decide_and_act(
     session: Session,
     entry: SpoolEntry,
     mail: ParsedMail,
-    raw: bytes,
+    read_raw: Callable[[], bytes],
     envelope_sender: str | None,
     rcpt_tos: list[str],
     *,
+    key: str,
     report: DeliveryReport | None,
     released: bool,
 ) -> Outcome:
-    key = dedupe_key(mail, raw)
     if session.get(ProcessedMail, key) is not None:
         return _duplicate()
     since = last_history_id(session)
@@ -178,7 +189,7 @@ def _decide_and_act(
         # worker meanwhile undoes only this mail's changes.
         with session.begin_nested():
             outcome = _act(
-                app, session, entry, mail, raw, envelope_sender, rcpt_tos,
+                app, session, entry, mail, read_raw, envelope_sender, rcpt_tos,
                 report=report, released=released,
             )
             if outcome.state == SpoolState.PROCESSED:
@@ -207,7 +218,7 @@ def _act(
     session: Session,
     entry: SpoolEntry,
     mail: ParsedMail,
-    raw: bytes,
+    read_raw: Callable[[], bytes],
     envelope_sender: str | None,
     rcpt_tos: list[str],
     *,
@@ -234,7 +245,7 @@ def _act(
     ticket = None
     if tokens:
         outcome, ticket = _handle_tokens(
-            app, session, entry, mail, raw, tokens, automatic,
+            app, session, entry, mail, read_raw, tokens, automatic,
             released=released, via_envelope=via_envelope,
         )
         if outcome is not None:
@@ -289,6 +300,7 @@ def _attachments(mail: ParsedMail, *, inline: bool = True) -> list[NewAttachment
         NewAttachment(
             filename=item.filename, content_type=item.content_type, data=item.data,
             content_id=item.content_id, inline=item.inline,
+            path=Path(item.payload_file) if item.payload_file is not None else None,
         )
         for item in mail.attachments
         if inline or not item.inline
@@ -417,7 +429,7 @@ def _handle_tokens(
     session: Session,
     entry: SpoolEntry,
     mail: ParsedMail,
-    raw: bytes,
+    read_raw: Callable[[], bytes],
     tokens: list[str],
     automatic: str | None,
     *,
@@ -441,7 +453,7 @@ def _handle_tokens(
             token, ticket = token_or_outcome
             if token.user_id == CUSTOMER_USER_ID:
                 return None, ticket
-            outcome = _check_agent_reply(app, session, mail, raw, token, ticket, released)
+            outcome = _check_agent_reply(app, session, mail, read_raw, token, ticket, released)
             if outcome is None:
                 outcome = _agent_reply(app, session, entry, mail, token, ticket, automatic)
             if outcome.state != SpoolState.REJECTED or via_envelope:
@@ -490,7 +502,7 @@ def _check_agent_reply(
     app: App,
     session: Session,
     mail: ParsedMail,
-    raw: bytes,
+    read_raw: Callable[[], bytes],
     token: ReplyToken,
     ticket: Ticket,
     released: bool,
@@ -499,7 +511,7 @@ def _check_agent_reply(
     one whose sender fails authentication unless an operator released it."""
     problem = check_reply_sender(session, token, mail)
     if problem is None and not released:
-        problem = check_reply_authentication(app, mail, raw)
+        problem = check_reply_authentication(app, mail, read_raw)
     if problem is None:
         return None
     outcome = Outcome(problem.state, reason=problem.reason, ticket_id=ticket.id)

@@ -10,6 +10,7 @@ mail a day.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -84,11 +85,16 @@ def check_reply_sender(session: Session, token: ReplyToken, mail: ParsedMail) ->
     return None
 
 
-def check_reply_authentication(app: App, mail: ParsedMail, raw: bytes) -> ReplyProblem | None:
-    """Return a HELD problem when trusted results or DKIM fail the sender."""
+def check_reply_authentication(
+    app: App, mail: ParsedMail, read_raw: Callable[[], bytes]
+) -> ReplyProblem | None:
+    """Return a HELD problem when trusted results or DKIM fail the sender.
+
+    ``read_raw`` returns the raw mail; it is called only to verify DKIM.
+    """
     settings = app.settings
     failure = sender_authentication_failure(
-        mail, raw,
+        mail, read_raw,
         trusted_authserv_ids=settings.trusted_authserv_ids,
         verify_dkim=settings.verify_dkim,
     )

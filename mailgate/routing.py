@@ -5,8 +5,6 @@ These functions read the store but change nothing.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterable
 
 from sqlalchemy import select
@@ -18,34 +16,6 @@ from mailgate.tokens import find_token
 from store.directory import find_queue_by_address, find_queue_by_name, normalize_address
 from store.models import Queue, Ticket
 from store.tickets import find_ticket_by_message_ids
-
-# Header fields that relays and filters add on the way; the same mail that
-# reached us twice by two paths differs only in these (and in X- fields).
-TRANSIT_FIELDS = frozenset({
-    "received", "return-path", "delivered-to", "x-original-to", "envelope-to",
-    "dkim-signature", "arc-seal", "arc-message-signature", "arc-authentication-results",
-    "authentication-results", "received-spf",
-})
-
-
-def dedupe_key(mail: ParsedMail, raw: bytes) -> str:
-    """Return the key under which a mail counts as seen before.
-
-    It hashes the Message-ID, the header fields the sender wrote (leaving
-    out trace fields and X- fields that relays add) and the body, so the same
-    mail relayed twice is one mail, while two mails that share a Message-ID
-    but differ in Date, Subject or body are two.
-    """
-    separator = b"\r\n\r\n" if b"\r\n\r\n" in raw else b"\n\n"
-    head, _, body = raw.partition(separator)
-    digest = hashlib.sha256((mail.message_id or "").encode("utf-8", "surrogateescape"))
-    for field in re.split(rb"\r?\n(?![ \t])", head):
-        name = field.split(b":", 1)[0].strip().lower().decode("ascii", "replace")
-        if name in TRANSIT_FIELDS or name.startswith("x-"):
-            continue
-        digest.update(b"\0" + b" ".join(field.split()))
-    digest.update(b"\0\0" + body.replace(b"\r\n", b"\n").rstrip())
-    return digest.hexdigest()
 
 
 def reply_token_candidates(rcpt_tos: Iterable[str], mail: ParsedMail) -> list[str]:

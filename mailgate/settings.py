@@ -244,6 +244,12 @@ class Settings(BaseSettings):
         return self.home / "outbox"
 
     @property
+    def temporary_dir(self) -> Path:
+        """Files of mail in progress: DATA being received, attachments
+        being parsed. Under home, so the free disk margin covers them."""
+        return self.home / "tmp"
+
+    @property
     def is_embedded(self) -> bool:
         """True when Dramatiq runs on the in-process broker."""
         return not self.redis_url

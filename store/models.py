@@ -146,6 +146,8 @@ class SpoolEntry(Base):
     helo: Mapped[str | None] = mapped_column(String(255))
     mail_from: Mapped[str] = mapped_column(String(320), default="")
     rcpt_tos: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The whole mail, or empty when it is larger than one chunk and stored
+    # in spool_chunks instead (see store/spool.py).
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(20), default=SpoolState.PENDING.value)
@@ -154,6 +156,18 @@ class SpoolEntry(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message_id: Mapped[str | None] = mapped_column(String(998))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+
+
+class SpoolChunk(Base):
+    """One piece, in order, of a raw mail too large for its spool row."""
+
+    __tablename__ = "spool_chunks"
+
+    spool_id: Mapped[int] = mapped_column(
+        ForeignKey("spool.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ProcessedMail(Base):
@@ -334,6 +348,20 @@ class Blob(Base):
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
+    # The whole content, or empty when it is larger than one chunk and
+    # stored in blob_chunks instead (see store/blobs.py).
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class BlobChunk(Base):
+    """One piece, in order, of a blob too large for its row."""
+
+    __tablename__ = "blob_chunks"
+
+    sha256: Mapped[str] = mapped_column(
+        ForeignKey("blobs.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 

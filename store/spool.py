@@ -1,17 +1,48 @@
-"""The spool: raw mail and its envelope, committed before we acknowledge it."""
+"""The spool: raw mail and its envelope, committed before we acknowledge it.
+
+A raw mail of up to ``CHUNK_BYTES`` is stored in its spool row. A larger
+one is written to ``spool_chunks`` a chunk at a time, in the same
+transaction, and its row keeps an empty ``raw``. ``raw_chunks`` and
+``read_raw`` read either form.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import BinaryIO
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
-from store.models import SpoolEntry, SpoolState, utcnow
+from store.chunks import CHUNK_BYTES, bytes_chunks, file_chunks, read_chunks, write_chunks
+from store.models import SpoolChunk, SpoolEntry, SpoolState, utcnow
 
 log = logging.getLogger(__name__)
+
+
+class RawFile:
+    """A raw mail in a binary file, such as the SMTP listener writes while
+    it receives one; ``len()`` is its size in bytes."""
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self.file = file
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def close(self) -> None:
+        self.file.close()
+
+
+RawMail = bytes | RawFile
+
+
+def _chunks_of(raw: RawMail) -> Iterator[bytes]:
+    return bytes_chunks(raw) if isinstance(raw, bytes) else file_chunks(raw.file)
 
 
 @dataclass(frozen=True)
@@ -25,7 +56,7 @@ class Envelope:
     helo: str | None = None
 
 
-def spool_message(sessions: sessionmaker[Session], raw: bytes, envelope: Envelope) -> int:
+def spool_message(sessions: sessionmaker[Session], raw: RawMail, envelope: Envelope) -> int:
     """Write ``raw`` and its envelope to the spool, commit, and return the id.
 
     Raises whatever the database raises; a caller that acknowledges mail must
@@ -35,7 +66,7 @@ def spool_message(sessions: sessionmaker[Session], raw: bytes, envelope: Envelop
 
 
 def spool_messages(
-    sessions: sessionmaker[Session], mails: list[tuple[bytes, Envelope]]
+    sessions: sessionmaker[Session], mails: list[tuple[RawMail, Envelope]]
 ) -> list[int]:
     """Write every (raw, envelope) of ``mails`` in one transaction, commit,
     and return their ids in the same order.
@@ -50,6 +81,14 @@ def spool_messages(
         session.add_all(entries)
         session.flush()
         spool_ids = [entry.id for entry in entries]
+        for spool_id, (raw, _) in zip(spool_ids, mails):
+            if len(raw) > CHUNK_BYTES:
+                written = write_chunks(session, SpoolChunk, spool_id, _chunks_of(raw))
+                if written != len(raw):
+                    raise OSError(
+                        f"raw mail changed while it was spooled: {len(raw)} bytes"
+                        f" expected, {written} read"
+                    )
     for spool_id, (raw, envelope) in zip(spool_ids, mails):
         log.info(
             "spooled id=%s source=%s size=%d from=<%s> rcpt=%s",
@@ -58,24 +97,51 @@ def spool_messages(
     return spool_ids
 
 
-def _spool_entry(raw: bytes, envelope: Envelope) -> SpoolEntry:
+def _spool_entry(raw: RawMail, envelope: Envelope) -> SpoolEntry:
+    if len(raw) > CHUNK_BYTES:
+        inline = b""
+    else:
+        inline = raw if isinstance(raw, bytes) else b"".join(_chunks_of(raw))
     return SpoolEntry(
         source=envelope.source,
         peer=envelope.peer,
         helo=envelope.helo,
         mail_from=envelope.mail_from,
         rcpt_tos=list(envelope.rcpt_tos),
-        raw=raw,
+        raw=inline,
         size=len(raw),
         state=SpoolState.PENDING.value,
     )
 
 
+def raw_chunks(
+    sessions: Session | sessionmaker[Session], entry: SpoolEntry
+) -> Iterator[bytes]:
+    """Yield the raw mail of ``entry`` in chunks.
+
+    Given a sessionmaker rather than a session, each chunk is read in a
+    short session of its own, so no transaction stays open between two
+    chunks (with SQLite every transaction holds the write lock). A thread
+    that holds a transaction passes its session instead: with SQLite a
+    new session would wait for that thread's own lock. Raises LookupError
+    when stored chunks are missing.
+    """
+    if len(entry.raw) == entry.size:
+        yield entry.raw
+        return
+    yield from read_chunks(sessions, SpoolChunk, entry.id, entry.size)
+
+
+def read_raw(sessions: Session | sessionmaker[Session], entry: SpoolEntry) -> bytes:
+    """Return the whole raw mail of ``entry``."""
+    return b"".join(raw_chunks(sessions, entry))
+
+
 def lock_spool_entry(session: Session, spool_id: int) -> SpoolEntry | None:
     """Load a spool row for update, so two workers never process it twice.
 
-    The raw mail is loaded only when read: the caller has it already, and a
-    second copy of a 25 MB mail would stay alive through processing.
+    The raw mail is loaded only when read (``read_raw``): processing has
+    parsed it already and reads it again only to verify DKIM.
     """
     return session.execute(
         select(SpoolEntry).options(defer(SpoolEntry.raw))

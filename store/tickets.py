@@ -6,20 +6,18 @@ change, its history and the mail it causes commit together.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import or_, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
 
+from store.blobs import store_blob, store_blob_file
 from store.directory import normalize_address
 from store.history import customer_actor, record_history, user_actor
 from store.models import (
     Attachment,
-    Blob,
     Message,
     Note,
     OutboxEntry,
@@ -38,6 +36,9 @@ class NewAttachment:
     data: bytes
     content_id: str | None = None
     inline: bool = False
+    # A file holding the content instead of ``data``, which is then empty;
+    # it is stored a chunk at a time.
+    path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -56,16 +57,11 @@ class NewMessage:
     trimmed: str = ""
 
 
-def _store_blob(session: Session, data: bytes) -> str:
-    """Store ``data`` once per content hash and return the hash."""
-    digest = hashlib.sha256(data).hexdigest()
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(
-        insert(Blob)
-        .values(sha256=digest, size=len(data), data=data)
-        .on_conflict_do_nothing(index_elements=["sha256"])
-    )
-    return digest
+def _store_blob(session: Session, item: NewAttachment) -> tuple[str, int]:
+    """Store the content of ``item``; return its hash and size in bytes."""
+    if item.path is not None:
+        return store_blob_file(session, item.path)
+    return store_blob(session, item.data), len(item.data)
 
 
 def _add_attachments(
@@ -78,6 +74,7 @@ def _add_attachments(
 ) -> list[Attachment]:
     stored = []
     for item in attachments:
+        sha256, size = _store_blob(session, item)
         stored.append(
             Attachment(
                 ticket_id=ticket.id,
@@ -85,10 +82,10 @@ def _add_attachments(
                 note_id=note.id if note else None,
                 filename=item.filename,
                 content_type=item.content_type,
-                size=len(item.data),
+                size=size,
                 content_id=item.content_id,
                 inline=item.inline,
-                blob_sha256=_store_blob(session, item.data),
+                blob_sha256=sha256,
             )
         )
     session.add_all(stored)

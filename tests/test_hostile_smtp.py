@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailgate.listeners.smtp import normalize_line_ends
+from mailgate.listeners.data import normalize_line_ends
 from tests.harness import SUPPORT, Gateway
 
 MAIL = (

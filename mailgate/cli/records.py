@@ -11,7 +11,7 @@ from mailgate.cli.ticket_ops import COMMANDS as TICKET_COMMANDS
 from mailgate.views import outbox_row, spool_row, ticket_detail, ticket_summary
 from store.models import OutboxState, SpoolState
 from store.outbox import get_outbox_entry, list_outbox, retry_outbox_entry
-from store.spool import get_spool_entry, list_spool, retry_spool_entry
+from store.spool import get_spool_entry, list_spool, raw_chunks, retry_spool_entry
 from store.tickets import list_tickets, load_ticket
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -101,11 +101,13 @@ def spool_list(state: str | None, limit: int, as_json: bool) -> None:
 @JSON_OPTION
 def spool_show(spool_id: int, raw: bool, as_json: bool) -> None:
     """Show one spooled mail and its processing state."""
-    entry = get_spool_entry(open_app().sessions, spool_id)
+    sessions = open_app().sessions
+    entry = get_spool_entry(sessions, spool_id)
     if entry is None:
         raise click.ClickException(f"spool entry {spool_id} not found")
     if raw:
-        sys.stdout.buffer.write(entry.raw)
+        for chunk in raw_chunks(sessions, entry):
+            sys.stdout.buffer.write(chunk)
         return
     row = spool_row(entry)
     if as_json:

@@ -22,3 +22,7 @@ TOO_MANY_COMMANDS = "421 4.7.0 Too many commands in one session, closing"
 SESSION_TOO_LONG = "421 4.4.2 Session time limit reached, closing"
 # A line "." next to a bare LF is how SMTP smuggling hides a second mail.
 BARE_LF_DOT = "550 5.5.2 Bare LF next to a line with a single dot; send CRLF line ends"
+# After a DATA over the SIZE limit (RFC 1870) or with a line over the
+# line length limit; the texts are aiosmtpd's own.
+DATA_TOO_LARGE = "552 Error: Too much mail data"
+DATA_LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"

@@ -16,6 +16,8 @@ client stuffed them. A line holding only "." next to a bare LF is what
 SMTP smuggling uses to hide a second mail in the first, which a lax
 server downstream would split; that mail gets 550 5.5.2. Command lines
 ending in a bare LF are accepted, as aiosmtpd reads them.
+
+DATA is written to a file as it arrives (``data.py``), never held whole.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from mailgate.app import App
 from mailgate.listeners import replies
+from mailgate.listeners.data import DataWriter
 from mailgate.listeners.pipe import header_problem
 from store.spool import Envelope as SpoolEnvelope
-from store.spool_writer import SpoolWriter
+from store.spool_writer import SpoolWriter, SpoolWriterClosed
 
 log = logging.getLogger(__name__)
 
@@ -45,29 +48,7 @@ log = logging.getLogger(__name__)
 LINE_LENGTH_LIMIT = 64 * 1024
 # A line "." with a bare LF before or after it, in the bytes a client sends.
 _BARE_LF_DOT = re.compile(rb"(?<!\r)\n\.\r?\n|\r\n\.\n")
-_BARE_LINE_END = re.compile(rb"\r|\n")
 _CRLF = b"\r\n"
-
-
-def normalize_line_ends(data: bytes) -> tuple[bytes, int]:
-    """Return ``data`` with bare CR and LF line ends made CRLF, and the
-    number of bare ends found.
-
-    aiosmtpd has removed the stuffed dot of each CRLF line; a line that
-    follows a bare line end loses its leading dot here, as RFC 5321 4.5.2
-    transparency requires of a client that treats LF as a line end.
-    """
-    segments = data.split(_CRLF)
-    if not any(_BARE_LINE_END.search(segment) for segment in segments):
-        return data, 0
-    lines: list[bytes] = []
-    bare = 0
-    for segment in segments:
-        pieces = _BARE_LINE_END.split(segment)
-        bare += len(pieces) - 1
-        lines.append(pieces[0])
-        lines.extend(piece[1:] if piece.startswith(b".") else piece for piece in pieces[1:])
-    return _CRLF.join(lines), bare
 
 
 class ConnectionLimiter:
@@ -99,9 +80,18 @@ class ConnectionLimiter:
             del self.by_address[address]
 
 
+class ReceivedEnvelope(Envelope):
+    """aiosmtpd's envelope, with the DATA received into a file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: DataWriter | None = None
+
+
 class GatewaySMTP(SMTP):
-    """aiosmtpd's SMTP with connection, command and time budgets, and a
-    watch for bare-LF dot lines in the bytes the client sends."""
+    """aiosmtpd's SMTP with connection, command and time budgets, a watch
+    for bare-LF dot lines in the bytes the client sends, and DATA written
+    to a file as it arrives."""
 
     line_length_limit = LINE_LENGTH_LIMIT
 
@@ -113,9 +103,14 @@ class GatewaySMTP(SMTP):
         max_commands: int,
         max_session_seconds: float,
         sessions: set[GatewaySMTP] | None = None,
+        temporary_dir: Path | None = None,
         **kwargs: Any,
     ) -> None:
+        # DataWriter keeps the bytes as sent, which is what decode_data=False means.
+        if kwargs.get("decode_data"):
+            raise ValueError("GatewaySMTP receives DATA as bytes; decode_data must be False")
         super().__init__(handler, **kwargs)
+        self.temporary_dir = temporary_dir
         # The open sessions of this session's listener, for a graceful stop.
         self._open_sessions = sessions if sessions is not None else set()
         self.in_data = False
@@ -192,9 +187,90 @@ class GatewaySMTP(SMTP):
             return
         self.in_data = True
         try:
-            await super().smtp_DATA(arg)
+            await self._receive_data(arg)
         finally:
             self.in_data = False
+
+    def _create_envelope(self) -> ReceivedEnvelope:
+        return ReceivedEnvelope()
+
+    async def _receive_data(self, arg: str) -> None:
+        """aiosmtpd 1.4.6's smtp_DATA, with each line written to a
+        DataWriter instead of a list of every line."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert isinstance(self.envelope, ReceivedEnvelope)
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        data = DataWriter(self.temporary_dir)
+        try:
+            failure = await self._read_data_lines(data)
+            if failure is not None:
+                await self.push(failure)
+                self._set_post_data_state()
+                return
+            self.envelope.data = data
+            status = await self._call_handler_hook("DATA")
+        finally:
+            data.close()
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data_lines(self, data: DataWriter) -> str | None:
+        """Read DATA up to the line ".".
+
+        Returns the reply to a mail over the size or line length limit, or
+        None. The reply is sent only after the whole DATA, as RFC 5321 4.2.5
+        implies.
+        """
+        failure = None
+        size = 0
+        limit = self.data_size_limit
+        fragments: list[bytes] = []
+        while self.transport is not None:
+            # aiosmtpd's eof_received cancels this coroutine, so readuntil()
+            # never raises IncompleteReadError.
+            try:
+                line = await self._reader.readuntil(_CRLF)
+            except asyncio.CancelledError:
+                log.info("peer=%s connection lost during DATA", self._peer_address)
+                self._writer.close()
+                raise
+            except asyncio.LimitOverrunError as error:
+                # Longer than the stream limit: drain it and reply 500 at the end.
+                failure = failure or replies.DATA_LINE_TOO_LONG
+                line = await self._reader.read(error.consumed)
+            if not fragments and line == b".\r\n":
+                break
+            size += len(line)
+            if failure is None and limit and size > limit:
+                failure = replies.DATA_TOO_LARGE
+            fragments.append(line)
+            if not line.endswith(_CRLF):
+                continue
+            if failure is None:
+                whole = b"".join(fragments)
+                if len(whole) > self.line_length_limit:
+                    failure = replies.DATA_LINE_TOO_LONG
+                else:
+                    failure = self._add_data_line(data, whole)
+            fragments.clear()
+        return failure
+
+    def _add_data_line(self, data: DataWriter, line: bytes) -> str | None:
+        """Add ``line`` to ``data``; return the 451 reply when its file
+        cannot be written (the rest of DATA is then read and dropped)."""
+        try:
+            data.add_line(line)
+        except OSError:
+            log.exception("peer=%s DATA could not be written to a temporary file", self._peer_address)
+            return replies.SPOOL_UNAVAILABLE
+        return None
 
     def close_session(self, reply: str | None = None) -> None:
         """Send ``reply`` (e.g. 421) if given and close the connection."""
@@ -331,13 +407,18 @@ class SpoolHandler:
             return replies.BARE_LF_DOT
         if self.disk_is_short():
             return replies.INSUFFICIENT_STORAGE_DATA
-        raw, bare = normalize_line_ends(envelope.original_content or b"")
-        if bare:
-            log.info("peer=%s sent %d bare line ends, normalised to CRLF", session.peer, bare)
-        problem = header_problem(raw)
+        data = getattr(envelope, "data", None)
+        assert isinstance(data, DataWriter), "handle_DATA needs GatewaySMTP"
+        if data.bare_line_ends:
+            log.info(
+                "peer=%s sent %d bare line ends, normalised to CRLF",
+                session.peer, data.bare_line_ends,
+            )
+        problem = header_problem(data.first_content_line)
         if problem:
-            log.info("DATA rejected peer=%s size=%d: %s", session.peer, len(raw), problem)
+            log.info("DATA rejected peer=%s size=%d: %s", session.peer, data.size, problem)
             return replies.NOT_A_MESSAGE.format(problem=problem)
+        raw = data.finish()
         spool_envelope = SpoolEnvelope(
             mail_from=_printable(envelope.mail_from or ""),
             rcpt_tos=tuple(_printable(rcpt) for rcpt in envelope.rcpt_tos),
@@ -348,7 +429,15 @@ class SpoolHandler:
         try:
             # The writer commits this mail together with those of other
             # sessions; the future is resolved only after that commit.
-            spool_id = await asyncio.wrap_future(self.writer.submit(raw, spool_envelope))
+            future = self.writer.submit(raw, spool_envelope)
+            # Closed when the writer is done with it, which may be after
+            # this session has ended.
+            future.add_done_callback(lambda _: raw.close())
+            spool_id = await asyncio.wrap_future(future)
+        except SpoolWriterClosed:
+            raw.close()
+            log.warning("spool writer closed, replying 451 to peer=%s", session.peer)
+            return replies.SPOOL_UNAVAILABLE
         except Exception:
             log.exception("spooling failed for peer=%s size=%d, replying 451", session.peer, len(raw))
             return replies.SPOOL_UNAVAILABLE
@@ -376,6 +465,7 @@ async def start_smtp_server(
     thread, once the row is committed.
     """
     settings = app.settings
+    settings.temporary_dir.mkdir(parents=True, exist_ok=True)
     writer = SpoolWriter(app.sessions, on_committed=on_spooled)
     handler = SpoolHandler(app, writer)
     loop = asyncio.get_running_loop()
@@ -389,6 +479,7 @@ async def start_smtp_server(
             limiter=limiter,
             max_commands=settings.max_commands_per_connection,
             max_session_seconds=settings.max_session_seconds,
+            temporary_dir=settings.temporary_dir,
             data_size_limit=limit,
             enable_SMTPUTF8=True,
             decode_data=False,

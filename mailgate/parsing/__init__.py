@@ -6,7 +6,7 @@ README.md for the rule and ``parse_message`` for the entry point.
 
 from mailgate.parsing.errors import LimitExceeded, ParseError, ParserCrashed, ParseTimeout
 from mailgate.parsing.html import html_to_text, sanitize_html
-from mailgate.parsing.limits import MessageLimits, check_message_limits
+from mailgate.parsing.limits import MessageLimits, check_message_limits, check_message_size
 from mailgate.parsing.message import parse_message
 from mailgate.parsing.model import Address, Attachment, ParsedMail
 
@@ -20,6 +20,7 @@ __all__ = [
     "ParserCrashed",
     "ParsedMail",
     "check_message_limits",
+    "check_message_size",
     "html_to_text",
     "parse_message",
     "sanitize_html",

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import re
+from collections.abc import Iterable
 
 from mailgate.parsing.charsets import decode_text
 
@@ -31,7 +33,12 @@ _ENCODED_WORD_BYTES = re.compile(_WORD_PATTERN.encode("ascii"))
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LINE_BREAK = re.compile(r"[\r\n]+")
-_BASE64_NOISE = re.compile(rb"[^A-Za-z0-9+/=]")
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+# Every byte outside the alphabet, for bytes.translate to delete.
+_NOT_BASE64 = bytes(sorted(set(range(256)) - set(_BASE64_ALPHABET)))
+# Input is cleaned and decoded in pieces of this size, so a large payload
+# costs its decoded size and one piece, not several cleaned copies.
+BASE64_PIECE_BYTES = 64 * 1024
 
 
 def to_raw_bytes(value: object) -> bytes:
@@ -52,10 +59,34 @@ def decode_base64_lenient(data: bytes) -> bytes:
     a final lone character, which cannot encode a byte, is dropped. The
     cleaned input is always valid base64, so this never raises.
     """
-    cleaned = _BASE64_NOISE.sub(b"", data).split(b"=", 1)[0]
-    if len(cleaned) % 4 == 1:
-        cleaned = cleaned[:-1]
-    return binascii.a2b_base64(cleaned + b"=" * (-len(cleaned) % 4))
+    view = memoryview(data)
+    return decode_base64_pieces(
+        bytes(view[start : start + BASE64_PIECE_BYTES])
+        for start in range(0, len(data), BASE64_PIECE_BYTES)
+    )
+
+
+def decode_base64_pieces(pieces: Iterable[bytes]) -> bytes:
+    """Decode base64 given in consecutive pieces, as ``decode_base64_lenient``
+    decodes their concatenation."""
+    output = io.BytesIO()
+    carry = b""
+    for piece in pieces:
+        end = piece.find(b"=")
+        if end >= 0:
+            piece = piece[:end]
+        cleaned = carry + piece.translate(None, _NOT_BASE64)
+        whole = len(cleaned) - len(cleaned) % 4
+        output.write(binascii.a2b_base64(cleaned[:whole]))
+        carry = cleaned[whole:]
+        if end >= 0:
+            break
+    if len(carry) == 1:
+        carry = b""
+    if carry:
+        output.write(binascii.a2b_base64(carry + b"=" * (-len(carry) % 4)))
+    # getvalue() hands over the buffer without a copy.
+    return output.getvalue()
 
 
 def _decode_word_payload(encoding: str, payload: bytes) -> bytes:

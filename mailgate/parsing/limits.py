@@ -76,11 +76,7 @@ def check_message_limits(raw: bytes, limits: MessageLimits) -> None:
     The error message names the limit, the value found and the setting
     that raises it. Runs in time linear in ``len(raw)``.
     """
-    if len(raw) > limits.max_message_bytes:
-        raise LimitExceeded(
-            f"message is {len(raw)} bytes, over the limit of {limits.max_message_bytes}"
-            " (MAILGATE_MAX_MESSAGE_BYTES)"
-        )
+    check_message_size(len(raw), limits)
     _check_lines(raw, limits)
     data = raw.lstrip(b"\r\n")
     header = _header_block(data)
@@ -91,6 +87,15 @@ def check_message_limits(raw: bytes, limits: MessageLimits) -> None:
         )
     _check_header_fields(header, limits)
     _check_mime_structure(data, limits)
+
+
+def check_message_size(size: int, limits: MessageLimits) -> None:
+    """Raise LimitExceeded when a message of ``size`` bytes is over the limit."""
+    if size > limits.max_message_bytes:
+        raise LimitExceeded(
+            f"message is {size} bytes, over the limit of {limits.max_message_bytes}"
+            " (MAILGATE_MAX_MESSAGE_BYTES)"
+        )
 
 
 def _check_lines(raw: bytes, limits: MessageLimits) -> None:

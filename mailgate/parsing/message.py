@@ -1,7 +1,8 @@
 """Parse raw RFC 5322 bytes into a ``ParsedMail``.
 
-mail-parser (over the stdlib ``email`` package, compat32 policy) builds the
-MIME tree and reports the parser's defects. Everything read from the tree
+The stdlib ``email`` package (compat32 policy) builds the MIME tree from
+the bytes read in pieces (``tree.py``), and mail-parser walks it and
+reports the parser's defects. Everything read from the tree
 goes through this package's own lenient decoders, because both libraries
 get real mail wrong: split encoded-words, 8-bit headers, bogus charset
 labels, encoded-words in file names, lost boundaries, uuencoded files.
@@ -9,17 +10,14 @@ labels, encoded-words in file names, lost boundaries, uuencoded files.
 
 from __future__ import annotations
 
-import email
 import logging
 import re
 from collections.abc import Callable
 from email.message import Message
-from email.parser import BytesHeaderParser
 from typing import TypeVar
 from urllib.parse import unquote
 
 from mailparser import MailParser
-from mailparser.exceptions import MailParserRecursionError
 
 from mailgate.parsing.attachments import reference_key
 from mailgate.parsing.errors import ParseError
@@ -37,6 +35,7 @@ from mailgate.parsing.headers import (
 from mailgate.parsing.html import html_to_text, sanitize_html
 from mailgate.parsing.mime import BodyPart, WalkResult, keep_unparsed, walk_message
 from mailgate.parsing.model import ParsedMail
+from mailgate.parsing.tree import parse_header_tree, parse_tree
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +101,13 @@ def _build_tree(data: bytes) -> tuple[Message, list[str], bool]:
     can be walked. A structure nested too deeply for Python's recursion
     limit is parsed for its headers only.
     """
+    # The tree is built here rather than by MailParser.from_bytes, which
+    # uses email.message_from_bytes (see tree.py for its memory cost).
     try:
-        parser = MailParser.from_bytes(data)
-    except MailParserRecursionError:
-        return BytesHeaderParser().parsebytes(data), [], False
+        root = parse_tree(data)
+        parser = MailParser(root)
+    except RecursionError:
+        return parse_header_tree(data), [], False
     except Exception as error:  # noqa: BLE001 - fall back to the stdlib alone
         log.warning(
             "mail-parser failed, parsing with the email package alone: %s: %s",
@@ -114,9 +116,9 @@ def _build_tree(data: bytes) -> tuple[Message, list[str], bool]:
         )
         defects = [f"mail-parser failed ({type(error).__name__})"]
         try:
-            return email.message_from_bytes(data), defects, True
+            return parse_tree(data), defects, True
         except RecursionError:
-            return BytesHeaderParser().parsebytes(data), defects, False
+            return parse_header_tree(data), defects, False
     return parser.message, _mailparser_defects(parser.defects), True
 
 

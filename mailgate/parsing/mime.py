@@ -11,7 +11,6 @@ part, that part's raw bytes become an attachment and the walk goes on.
 
 from __future__ import annotations
 
-import email
 import logging
 import re
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from mailgate.parsing.parts import (
     read_part_headers,
     serialize_body,
 )
+from mailgate.parsing.tree import parse_tree
 from mailgate.parsing.uuencode import extract_uuencoded
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class _Walker:
             f"{headers.content_type}: boundary missing or wrong; resynchronised"
             " on the delimiter lines of the body"
         )
-        rebuilt = email.message_from_bytes(
+        rebuilt = parse_tree(
             b'Content-Type: %s; boundary="%s"\r\n\r\n%s'
             % (headers.content_type.encode("ascii"), boundary, body)
         )

@@ -23,11 +23,15 @@ class Attachment:
     data: bytes = field(repr=False)  # payload with its transfer encoding undone
     content_id: str | None  # Content-ID without angle brackets
     inline: bool  # disposition inline, or referenced by a cid: URL in the HTML
+    # Set when the parser process wrote the payload to this file instead of
+    # returning it (mailgate/sandbox.py); ``data`` is then empty.
+    payload_file: str | None = None
+    payload_size: int = 0  # length of the payload in payload_file
 
     @property
     def size(self) -> int:
         """Length of the decoded payload in bytes."""
-        return len(self.data)
+        return self.payload_size if self.payload_file is not None else len(self.data)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,14 @@ import binascii
 import ntpath
 import quopri
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 
 from mailgate.parsing.charsets import remove_control_characters
 from mailgate.parsing.encoded_words import (
-    decode_base64_lenient,
+    BASE64_PIECE_BYTES,
+    decode_base64_pieces,
     decode_raw_header,
     to_raw_bytes,
 )
@@ -142,6 +144,19 @@ def raw_body(part: Message) -> bytes:
     return to_raw_bytes(payload or "")
 
 
+def _raw_body_pieces(part: Message) -> Iterator[bytes]:
+    """Yield the body of a leaf part as ``raw_body`` returns it, in pieces,
+    so a large body is never copied whole."""
+    payload = _stored_payload(part)
+    if not isinstance(payload, str):
+        yield raw_body(part)
+        return
+    # Each character encodes on its own (ASCII, or a surrogate standing for
+    # one byte), so the pieces join to what to_raw_bytes returns.
+    for start in range(0, len(payload), BASE64_PIECE_BYTES):
+        yield to_raw_bytes(payload[start : start + BASE64_PIECE_BYTES])
+
+
 def decode_payload(part: Message, headers: PartHeaders) -> bytes:
     """Return the payload of a leaf part with its transfer encoding undone.
 
@@ -149,10 +164,10 @@ def decode_payload(part: Message, headers: PartHeaders) -> bytes:
     ``uuencode.decode_uuencoded_lines``. Other encodings (7bit, 8bit,
     binary, unknown) give the bytes as sent.
     """
-    data = raw_body(part)
     encoding = headers.transfer_encoding
     if encoding == "base64":
-        return decode_base64_lenient(data)
+        return decode_base64_pieces(_raw_body_pieces(part))
+    data = raw_body(part)
     if encoding == "quoted-printable":
         try:
             return quopri.decodestring(data)

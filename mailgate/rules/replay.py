@@ -25,6 +25,7 @@ from mailgate.rules.ruleset import current_rule_set
 from mailgate.settings import Settings
 from store.models import SpoolEntry, SpoolState
 from store.rules import routing_decisions
+from store.spool import read_raw
 
 log = logging.getLogger(__name__)
 
@@ -166,14 +167,15 @@ def _replay_one(
     if entry.state == SpoolState.IGNORED.value and decision is None:
         report.skip("ignored before routing")
         return
+    raw = read_raw(session, entry)
     try:
-        mail = parse_message(entry.raw)
+        mail = parse_message(raw)
     except ParseError:
         report.skip("cannot be parsed")
         return
     envelope_sender = entry.mail_from if entry.source == "smtp" or entry.mail_from else None
     before_preview, after_preview = preview_mail(
-        session, settings, entry.raw, mail,
+        session, settings, raw, mail,
         rcpt_tos=list(entry.rcpt_tos), envelope_sender=envelope_sender,
         rule_sets=[in_force, proposed], scope=decision.scope if decision is not None else None,
     )

@@ -18,7 +18,8 @@ from mailgate.web.dashboard import POSTPONE_CHOICES, choices
 from mailgate.web.message_html import displayed_html
 from mailgate.web.pages import CheckedForm, PageActor, RowId, Transaction, attempt, flash, redirect, render
 from store import operations as ops
-from store.models import Attachment, Blob, CustomField, RootCause, Ticket
+from store.blobs import read_blob
+from store.models import Attachment, CustomField, RootCause, Ticket
 from store.tickets import NewAttachment, load_ticket
 
 log = logging.getLogger(__name__)
@@ -193,8 +194,8 @@ def download_attachment(
     item = session.get(Attachment, attachment_id)
     if item is None or item.ticket_id != ticket_id or item.removed_at is not None:
         raise HTTPException(404, f"attachment {attachment_id} not found")
-    blob = session.get(Blob, item.blob_sha256)
-    if blob is None:
+    content = read_blob(session, item.blob_sha256)
+    if content is None:
         raise HTTPException(404, f"attachment {attachment_id} has no content")
     inline = item.content_type.lower() in INLINE_TYPES
     disposition = "inline" if inline else "attachment"
@@ -209,4 +210,4 @@ def download_attachment(
         "X-Content-Type-Options": "nosniff",
     }
     media_type = item.content_type if inline else "application/octet-stream"
-    return Response(blob.data, media_type=media_type, headers=headers)
+    return Response(content, media_type=media_type, headers=headers)
