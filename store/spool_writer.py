@@ -12,10 +12,10 @@ When a batch fails, its mails are written again one by one, so a row the
 database rejects fails only its own mail (451), not the others of its batch.
 
 After the futures are resolved, the thread hands the batch's new ids to
-a second thread, which passes every id waiting to ``on_committed`` in one
-call (the SMTP listener enqueues their processing there). So a broker
-round trip neither delays a 250, nor blocks the event loop, nor holds up
-the next commit.
+a second thread. That thread logs each mail and passes every id waiting
+to ``on_committed`` in one call (the SMTP listener enqueues their
+processing there). So neither the log nor a broker round trip delays a
+250, blocks the event loop or holds up the next commit.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class SpoolWriter:
         self.max_batch_mails = max_batch_mails
         self.max_batch_bytes = max_batch_bytes
         self._waiting: queue.SimpleQueue = queue.SimpleQueue()
-        # Lists of committed ids on their way to ``on_committed``.
+        # (ids, mails) of each commit, on their way to the log and to
+        # ``on_committed``.
         self._committed: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
@@ -92,8 +93,8 @@ class SpoolWriter:
         return future
 
     def close(self, timeout: float | None = 30.0) -> None:
-        """Write the mails already submitted, pass their ids to
-        ``on_committed``, then stop both threads."""
+        """Write the mails already submitted, log them and pass their ids
+        to ``on_committed``, then stop both threads."""
         with self._lock:
             if self._closed:
                 return
@@ -151,20 +152,20 @@ class SpoolWriter:
             return
         for (_, _, future), spool_id in zip(batch, spool_ids):
             future.set_result(spool_id)
-        if self.on_committed is not None:
-            self._committed.put(spool_ids)
-        # Logged after the futures are resolved, so no 250 waits for it.
-        log_spooled(spool_ids, mails)
+        self._committed.put((spool_ids, mails))
 
     def _notify(self) -> None:
-        """Pass the ids committed so far to ``on_committed``, many commits'
-        worth in one call when they wait, until the writer stops."""
+        """Log the mails committed so far and pass their ids to
+        ``on_committed``, many commits' worth in one call when they wait,
+        until the writer stops."""
         stopping = False
         while not stopping:
             spool_ids: list[int] = []
             item = self._committed.get()
             while item is not _STOP:
-                spool_ids.extend(item)
+                committed_ids, mails = item
+                log_spooled(committed_ids, mails)
+                spool_ids.extend(committed_ids)
                 try:
                     item = self._committed.get_nowait()
                 except queue.Empty:
