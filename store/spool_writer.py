@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from store.spool import Envelope, insert_spool_rows, log_spooled
 
@@ -66,6 +66,9 @@ class SpoolWriter:
         self._committed: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
+        # The writer thread's own connection, kept from one batch to the
+        # next and replaced after any error.
+        self._connection: Connection | None = None
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._notifier = threading.Thread(
             target=self._notify, name="spool-writer-notify", daemon=True
@@ -115,6 +118,7 @@ class SpoolWriter:
                 if batch:
                     self._write(batch)
         finally:
+            self._close_connection()
             self._committed.put(_STOP)
         log.info("spool writer stopped")
 
@@ -139,8 +143,7 @@ class SpoolWriter:
     def _write(self, batch: list) -> None:
         mails = [(raw, envelope) for raw, envelope, _ in batch]
         try:
-            with self.engine.begin() as connection:
-                spool_ids = insert_spool_rows(connection, mails)
+            spool_ids = self._insert(mails)
         except Exception as error:
             if len(batch) == 1:
                 log.exception("spool commit of 1 mail failed")
@@ -153,6 +156,28 @@ class SpoolWriter:
         for (_, _, future), spool_id in zip(batch, spool_ids):
             future.set_result(spool_id)
         self._committed.put((spool_ids, mails))
+
+    def _insert(self, mails: list[tuple[bytes, Envelope]]) -> list[int]:
+        """Insert and commit ``mails`` on the writer's connection."""
+        if self._connection is None:
+            self._connection = self.engine.connect()
+        try:
+            with self._connection.begin():
+                return insert_spool_rows(self._connection, mails)
+        except Exception:
+            # A broken connection is never used again: the next write takes
+            # a new one from the pool.
+            self._close_connection()
+            raise
+
+    def _close_connection(self) -> None:
+        if self._connection is None:
+            return
+        try:
+            self._connection.close()
+        except Exception:
+            log.exception("closing the spool writer's database connection failed")
+        self._connection = None
 
     def _notify(self) -> None:
         """Log the mails committed so far and pass their ids to
