@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy.orm import configure_mappers
 
 from mailgate.app import App
 from mailgate.listeners import replies
@@ -416,8 +417,9 @@ async def start_smtp_server(
 ) -> SMTPListener:
     """Listen on ``host:port`` in the running loop and return the listener.
 
-    ``on_spooled`` is called with the new spool ids of each commit, on the
-    spool writer's thread, once their rows are committed.
+    ``on_spooled`` is called with the new spool ids of one or more
+    commits, on a thread of the spool writer, once their rows are
+    committed.
     """
     settings = app.settings
     writer = SpoolWriter(app.engine, on_committed=on_spooled)
@@ -442,6 +444,9 @@ async def start_smtp_server(
             sessions=sessions,
         )
 
+    # The first ORM query would configure every mapper, which takes longer
+    # than the query itself, in the RCPT that loads the served addresses.
+    await loop.run_in_executor(None, configure_mappers)
     try:
         server = await loop.create_server(factory, host=host, port=port)
     except OSError:
