@@ -19,6 +19,7 @@ from mailgate import metrics
 from mailgate.app import App
 from mailgate.delivery import OutboxDelivery
 from mailgate.pipeline import fail_spool_entry, process_spool_entry
+from mailgate.redis_batch import enqueue_batch
 from mailgate.settings import Settings
 from store.models import SpoolState
 
@@ -54,12 +55,28 @@ class Actors:
         metrics.MAILS_RECEIVED.labels(source=source).inc()
         self.enqueue_spool(spool_id)
 
+    def received_batch(self, spool_ids: list[int], source: str = "smtp") -> None:
+        """Count mails just spooled together and enqueue their processing."""
+        metrics.MAILS_RECEIVED.labels(source=source).inc(len(spool_ids))
+        self.enqueue_spools(spool_ids)
+
     def enqueue_spool(self, spool_id: int) -> None:
         """Enqueue processing; on failure the sweeper enqueues it later."""
         try:
             self.process_spool.send(spool_id)
         except Exception:
             log.warning("could not enqueue spool id=%s; the sweeper will", spool_id, exc_info=True)
+
+    def enqueue_spools(self, spool_ids: list[int]) -> None:
+        """Enqueue the processing of several rows, in one round trip to
+        Redis; on failure the sweeper enqueues them later."""
+        try:
+            enqueue_batch(self.process_spool, [(spool_id,) for spool_id in spool_ids])
+        except Exception:
+            log.warning(
+                "could not enqueue spool ids=%s; the sweeper will",
+                ",".join(map(str, spool_ids)), exc_info=True,
+            )
 
     def enqueue_outbox(self, outbox_id: int, delay_seconds: float | None = None) -> None:
         delay = int(delay_seconds * 1000) if delay_seconds else None

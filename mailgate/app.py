@@ -50,7 +50,8 @@ class App:
     # Set by a process that runs workers, so rows written outside the
     # pipeline (CLI, API) are sent at once; the sweeper sends them otherwise.
     enqueue_outbox: Callable[[int], None] | None = None
-    _served: tuple[float, frozenset[str]] = (0.0, frozenset())
+    # (time.monotonic() when loaded, addresses); never loaded at first.
+    _served: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
     _served_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -119,6 +120,18 @@ class App:
         a second connection, which would wait for the first one's lock.
         """
         return is_served(address, self.served_addresses(), self.settings.domain)
+
+    def serves_from_cache(self, address: str) -> bool | None:
+        """Return ``serves(address)`` from the cached served addresses, or
+        None when the cache is older than its TTL and needs a database read.
+
+        It reads no database and takes no lock, so the SMTP listener calls
+        it on its event loop.
+        """
+        loaded_at, addresses = self._served
+        if time.monotonic() - loaded_at > SERVED_ADDRESSES_TTL_SECONDS:
+            return None
+        return is_served(address, addresses, self.settings.domain)
 
     def outbox_committed(self, outbox_ids: list[int]) -> None:
         """Hand committed outbox rows to the workers, if this process has them."""

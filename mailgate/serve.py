@@ -134,7 +134,7 @@ async def _serve_until_stopped(
     if "smtp" in roles:
         listener = await start_smtp_server(
             app, settings.smtp_host, settings.smtp_port,
-            functools.partial(actors.received, source="smtp"),
+            functools.partial(actors.received_batch, source="smtp"),
         )
     if imap is not None:
         imap.start()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.models import BlobChunk, SpoolChunk
@@ -41,7 +41,7 @@ def file_chunks(file: BinaryIO) -> Iterator[bytes]:
 
 
 def write_chunks(
-    session: Session, table: ChunkTable, key: int | str, chunks: Iterable[bytes]
+    session: Session | Connection, table: ChunkTable, key: int | str, chunks: Iterable[bytes]
 ) -> int:
     """Insert ``chunks`` in order as the value of ``key``; return their total size.
 

@@ -11,9 +11,11 @@ single write lock instead of N. While a batch commits, the next one fills.
 When a batch fails, its mails are written again one by one, so a row the
 database rejects fails only its own mail (451), not the others of its batch.
 
-After the futures are resolved, the thread passes each new id to
-``on_committed`` (the SMTP listener enqueues its processing there), so a
-broker round trip neither delays a 250 nor blocks the event loop.
+After the futures are resolved, the thread hands the batch's new ids to
+a second thread. That thread logs each mail and passes every id waiting
+to ``on_committed`` in one call (the SMTP listener enqueues their
+processing there). So neither the log nor a broker round trip delays a
+250, blocks the event loop or holds up the next commit.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine
 
-from store.spool import Envelope, spool_messages
+from store.spool import Envelope, RawMail, insert_spool_rows, log_spooled
 
 log = logging.getLogger(__name__)
 
@@ -48,29 +50,45 @@ class SpoolWriter:
 
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        engine: Engine,
         *,
         max_batch_mails: int = DEFAULT_MAX_BATCH_MAILS,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-        on_committed: Callable[[int], None] | None = None,
+        on_committed: Callable[[list[int]], None] | None = None,
     ) -> None:
-        self.sessions = sessions
+        self.engine = engine
         self.on_committed = on_committed
         self.max_batch_mails = max_batch_mails
         self.max_batch_bytes = max_batch_bytes
         self._waiting: queue.SimpleQueue = queue.SimpleQueue()
+        # (ids, mails) of each commit, on their way to the log and to
+        # ``on_committed``.
+        self._committed: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
+        # The writer thread's own connection, kept from one batch to the
+        # next and replaced after any error.
+        self._connection: Connection | None = None
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
+        self._notifier = threading.Thread(
+            target=self._notify, name="spool-writer-notify", daemon=True
+        )
         self._thread.start()
+        self._notifier.start()
 
-    def submit(self, raw: bytes, envelope: Envelope) -> Future[int]:
+    def submit(self, raw: RawMail, envelope: Envelope) -> Future[int]:
         """Queue one mail; the future's result is its spool id once committed.
 
         The future raises what the database raised when the row could not be
         written. Raises SpoolWriterClosed after ``close``.
         """
         future: Future[int] = Future()
+        # A running future cannot be cancelled. aiosmtpd cancels the handler
+        # of a session whose client disconnects, and asyncio.wrap_future
+        # passes that cancel on to this future. Its mail is written all the
+        # same, and set_result on a cancelled future would raise and so end
+        # the writer thread.
+        future.set_running_or_notify_cancel()
         with self._lock:
             if self._closed:
                 raise SpoolWriterClosed("the spool writer is closed")
@@ -78,13 +96,15 @@ class SpoolWriter:
         return future
 
     def close(self, timeout: float | None = 30.0) -> None:
-        """Write the mails already submitted, then stop the thread."""
+        """Write the mails already submitted, log them and pass their ids
+        to ``on_committed``, then stop both threads."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._waiting.put(_STOP)
         self._thread.join(timeout)
+        self._notifier.join(timeout)
 
     def _run(self) -> None:
         log.info(
@@ -92,10 +112,14 @@ class SpoolWriter:
             self.max_batch_mails, self.max_batch_bytes,
         )
         stopping = False
-        while not stopping:
-            batch, stopping = self._next_batch()
-            if batch:
-                self._write(batch)
+        try:
+            while not stopping:
+                batch, stopping = self._next_batch()
+                if batch:
+                    self._write(batch)
+        finally:
+            self._close_connection()
+            self._committed.put(_STOP)
         log.info("spool writer stopped")
 
     def _next_batch(self) -> tuple[list, bool]:
@@ -117,8 +141,9 @@ class SpoolWriter:
         return batch, False
 
     def _write(self, batch: list) -> None:
+        mails = [(raw, envelope) for raw, envelope, _ in batch]
         try:
-            spool_ids = spool_messages(self.sessions, [(raw, envelope) for raw, envelope, _ in batch])
+            spool_ids = self._insert(mails)
         except Exception as error:
             if len(batch) == 1:
                 log.exception("spool commit of 1 mail failed")
@@ -130,11 +155,53 @@ class SpoolWriter:
             return
         for (_, _, future), spool_id in zip(batch, spool_ids):
             future.set_result(spool_id)
-        if self.on_committed is None:
+        self._committed.put((spool_ids, mails))
+
+    def _insert(self, mails: list[tuple[RawMail, Envelope]]) -> list[int]:
+        """Insert and commit ``mails`` on the writer's connection."""
+        if self._connection is None:
+            self._connection = self.engine.connect()
+        try:
+            with self._connection.begin():
+                return insert_spool_rows(self._connection, mails)
+        except Exception:
+            # A broken connection is never used again: the next write takes
+            # a new one from the pool.
+            self._close_connection()
+            raise
+
+    def _close_connection(self) -> None:
+        if self._connection is None:
             return
-        for spool_id in spool_ids:
+        try:
+            self._connection.close()
+        except Exception:
+            log.exception("closing the spool writer's database connection failed")
+        self._connection = None
+
+    def _notify(self) -> None:
+        """Log the mails committed so far and pass their ids to
+        ``on_committed``, many commits' worth in one call when they wait,
+        until the writer stops."""
+        stopping = False
+        while not stopping:
+            spool_ids: list[int] = []
+            item = self._committed.get()
+            while item is not _STOP:
+                committed_ids, mails = item
+                log_spooled(committed_ids, mails)
+                spool_ids.extend(committed_ids)
+                try:
+                    item = self._committed.get_nowait()
+                except queue.Empty:
+                    break
+            stopping = item is _STOP
+            if not spool_ids or self.on_committed is None:
+                continue
             try:
-                self.on_committed(spool_id)
+                self.on_committed(spool_ids)
             except Exception:
-                # The row is committed and pending, so the sweeper picks it up.
-                log.exception("spool id=%s: after-commit callback failed", spool_id)
+                # The rows are committed and pending, so the sweeper picks them up.
+                log.exception(
+                    "spool ids=%s: after-commit callback failed", ",".join(map(str, spool_ids))
+                )

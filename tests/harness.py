@@ -179,7 +179,7 @@ class Gateway:
     def _serve(self) -> None:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            start_smtp_server(self.app, "127.0.0.1", 0, self.actors.received), self.loop
+            start_smtp_server(self.app, "127.0.0.1", 0, self.actors.received_batch), self.loop
         )
         self.server = future.result(timeout=10)
         self.port = self.server.sockets[0].getsockname()[1]

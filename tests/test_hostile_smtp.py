@@ -1,17 +1,25 @@
 """The SMTP listener's budgets: connections, commands, session time, free
-disk, and its handling of bare line ends."""
+disk, its handling of bare line ends, and its reading of MAIL and RCPT
+addresses."""
 
 from __future__ import annotations
 
 import socket
+import sqlite3
 import time
+from types import SimpleNamespace
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from aiosmtpd.smtp import SMTP
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.engine import make_url
 
 from mailgate.listeners.data import normalize_line_ends
+from mailgate.listeners.smtp import parse_simple_address
 from tests.harness import SUPPORT, Gateway
 
 MAIL = (
@@ -150,6 +158,32 @@ def test_low_disk_temporary_failures(start_desk) -> None:
     assert desk.spool_rows() == []
 
 
+def test_disconnect_before_reply_spools_later_mail(start_desk) -> None:
+    desk = start_desk()
+    abandoned, _ = connect(desk)
+    abandoned.command(b"EHLO client.example.com")
+    assert abandoned.command(b"MAIL FROM:<ana@example.com>").startswith("250")
+    assert abandoned.command(f"RCPT TO:<{SUPPORT}>".encode()).startswith("250")
+    assert abandoned.command(b"DATA").startswith("354")
+    # Holding SQLite's write lock keeps the first mail uncommitted until its
+    # client is gone, and aiosmtpd cancels that session's handler.
+    database = make_url(desk.app.settings.resolved_database_url).database
+    blocker = sqlite3.connect(str(database), isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        abandoned.socket.sendall(MAIL.replace(b"{number}", b"1") + b".\r\n")
+        abandoned.close()
+        time.sleep(0.5)
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+    client, _ = connect(desk)
+    client.command(b"EHLO client.example.com")
+    assert client.send_mail(MAIL.replace(b"{number}", b"2")).startswith("250")
+    client.close()
+    assert len(desk.spool_rows()) == 2
+
+
 @pytest.mark.parametrize(
     ("data", "normalised", "bare"),
     [
@@ -195,3 +229,54 @@ def test_bare_lf_mail_kept_with_crlf(start_desk) -> None:
     raw = desk.spool_rows()[0].raw
     assert b"\r\n\r\nbody\r\n.dot line\r\n" in raw
     assert b"\n" not in raw.replace(b"\r\n", b"")
+
+
+def aiosmtpd_getaddr(argument: str) -> tuple[str | None, str | None]:
+    return SMTP._getaddr(SimpleNamespace(local_part_limit=0), argument)  # type: ignore[arg-type]
+
+
+ADDRESS_PIECES = st.sampled_from(
+    ["<", ">", "@", ".", " ", "\t", "(", ")", '"', "\\", "[", "]", ",", ":", ";", "=",
+     "a", "Z", "0", "-", "+", "_", "!", "#", "~", "\u00e9", "\r", "\n", "ana@example.com",
+     "<ana@example.com>", " SIZE=100", " BODY=8BITMIME"]
+)
+
+
+@given(st.lists(ADDRESS_PIECES, max_size=14).map("".join))
+def test_simple_address_matches_aiosmtpd(argument: str) -> None:
+    simple = parse_simple_address(argument)
+    if simple is not None:
+        assert simple == aiosmtpd_getaddr(argument)
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [
+        ("<ana@example.com>", ("ana@example.com", "")),
+        ("<Ana.B+tag@Sub.Example.ORG> SIZE=100", ("Ana.B+tag@Sub.Example.ORG", "SIZE=100")),
+        ("<ana@example.com> \tSIZE=1 BODY=8BITMIME", ("ana@example.com", "SIZE=1 BODY=8BITMIME")),
+        ("<ana@example.com>  ", ("ana@example.com", "")),
+    ],
+)
+def test_simple_address_read(argument: str, expected: tuple[str, str]) -> None:
+    assert parse_simple_address(argument) == expected
+    assert aiosmtpd_getaddr(argument) == expected
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        '<"ana smith"@example.com>',
+        "<@relay.example.net:ana@example.com>",
+        "<ana@[192.0.2.1]>",
+        "<ana@example.com> (comment) SIZE=1",
+        "<ana..b@example.com>",
+        "<ana@example.com>x",
+        " <ana@example.com>",
+        "ana@example.com",
+        "<>",
+        "<ana\u00e9@example.com>",
+    ],
+)
+def test_other_address_forms_left_to_aiosmtpd(argument: str) -> None:
+    assert parse_simple_address(argument) is None

@@ -49,7 +49,7 @@ def test_waiting_mails_share_commits(app: App, tmp_path: Path) -> None:
     # waits and every later mail queues up behind it.
     blocker = sqlite3.connect(tmp_path / "mailgate.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
-    writer = SpoolWriter(app.sessions)
+    writer = SpoolWriter(app.engine)
     try:
         futures = [
             writer.submit(raw_mail(number), envelope(f"customer{number}@example.com"))
@@ -76,7 +76,7 @@ def test_rejected_row_fails_only_its_mail(app: App, tmp_path: Path) -> None:
         "BEGIN SELECT RAISE(ABORT, 'rejected by test trigger'); END"
     )
     database.execute("BEGIN IMMEDIATE")
-    writer = SpoolWriter(app.sessions)
+    writer = SpoolWriter(app.engine)
     try:
         senders = ["ana@example.com", "bad@example.com", "ben@example.com"]
         futures: list[Future[int]] = [
@@ -97,7 +97,7 @@ def test_rejected_row_fails_only_its_mail(app: App, tmp_path: Path) -> None:
 
 
 def test_close_writes_submitted_then_rejects(app: App) -> None:
-    writer = SpoolWriter(app.sessions)
+    writer = SpoolWriter(app.engine)
     future = writer.submit(raw_mail(1), envelope("ana@example.com"))
     writer.close()
     assert future.result(timeout=0) in spooled_rows(app)
@@ -108,10 +108,11 @@ def test_close_writes_submitted_then_rejects(app: App) -> None:
 def test_committed_ids_passed_to_callback(app: App) -> None:
     seen: list[tuple[int, bool]] = []
 
-    def on_committed(spool_id: int) -> None:
-        seen.append((spool_id, spool_id in spooled_rows(app)))
+    def on_committed(spool_ids: list[int]) -> None:
+        rows = spooled_rows(app)
+        seen.extend((spool_id, spool_id in rows) for spool_id in spool_ids)
 
-    writer = SpoolWriter(app.sessions, on_committed=on_committed)
+    writer = SpoolWriter(app.engine, on_committed=on_committed)
     try:
         futures = [writer.submit(raw_mail(number), envelope("ana@example.com")) for number in range(5)]
         spool_ids = [future.result(timeout=30) for future in futures]
@@ -119,3 +120,39 @@ def test_committed_ids_passed_to_callback(app: App) -> None:
         writer.close()
     assert [spool_id for spool_id, _ in seen] == spool_ids
     assert all(committed for _, committed in seen)
+
+
+def test_batch_ids_passed_in_one_call(app: App, tmp_path: Path) -> None:
+    calls: list[list[int]] = []
+    blocker = sqlite3.connect(tmp_path / "mailgate.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    writer = SpoolWriter(app.engine, on_committed=calls.append)
+    try:
+        futures = [writer.submit(raw_mail(number), envelope("ana@example.com")) for number in range(5)]
+        blocker.execute("COMMIT")
+        spool_ids = [future.result(timeout=30) for future in futures]
+    finally:
+        blocker.close()
+        writer.close()
+    assert [spool_id for call in calls for spool_id in call] == spool_ids
+    assert len(calls) <= 2
+
+
+def test_abandoned_wait_keeps_writer(app: App, tmp_path: Path) -> None:
+    # aiosmtpd cancels a session's handler when its client disconnects, and
+    # asyncio.wrap_future passes the cancel on to the writer's future.
+    blocker = sqlite3.connect(tmp_path / "mailgate.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    writer = SpoolWriter(app.engine)
+    try:
+        abandoned = writer.submit(raw_mail(1), envelope("ana@example.com"))
+        abandoned.cancel()
+        blocker.execute("COMMIT")
+        later = writer.submit(raw_mail(2), envelope("ben@example.com"))
+        later_id = later.result(timeout=30)
+    finally:
+        blocker.close()
+        writer.close()
+    rows = spooled_rows(app)
+    assert abandoned.result(timeout=0) in rows
+    assert rows[later_id][0] == "ben@example.com"

@@ -27,12 +27,14 @@ import functools
 import logging
 import re
 import shutil
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
+from sqlalchemy.orm import configure_mappers
 
 from mailgate.app import App
 from mailgate.listeners import replies
@@ -49,6 +51,26 @@ LINE_LENGTH_LIMIT = 64 * 1024
 # A line "." with a bare LF before or after it, in the bytes a client sends.
 _BARE_LF_DOT = re.compile(rb"(?<!\r)\n\.\r?\n|\r\n\.\n")
 _CRLF = b"\r\n"
+
+
+# The usual form of a MAIL or RCPT argument: "<local@domain>", both
+# dot-atoms of ASCII atext (RFC 5322 3.2.3, 3.4.1), then nothing, or blanks
+# and parameters that do not start with a comment.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_SIMPLE_ADDRESS_ARGUMENT = re.compile(
+    rf"<({_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+    r"(?:[ \t]*\Z|[ \t]+([^\s(].*)\Z)",
+    re.DOTALL,
+)
+
+
+def parse_simple_address(argument: str) -> tuple[str, str] | None:
+    """Return (address, parameters) of a MAIL or RCPT argument in the simple
+    form, as aiosmtpd's parser returns them, or None for any other form."""
+    match = _SIMPLE_ADDRESS_ARGUMENT.match(argument)
+    if match is None:
+        return None
+    return match.group(1), match.group(2) or ""
 
 
 class ConnectionLimiter:
@@ -143,6 +165,15 @@ class GatewaySMTP(SMTP):
             await method(arg)
 
         return call
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd 1.4 builds a class and a token tree for every address.
+        # The usual form is read with one regular expression instead, and
+        # every other form still goes to aiosmtpd's parser.
+        simple = None if self.local_part_limit else parse_simple_address(arg)
+        if simple is not None:
+            return simple
+        return super()._getaddr(arg)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.transport is None:
@@ -344,21 +375,32 @@ class SMTPListener:
         await loop.run_in_executor(None, self.writer.close)
 
 
+# How long one reading of the free disk under home serves the checks at
+# MAIL and DATA, in place of a statvfs call per command. A mail that finds
+# the disk full within that time still gets 451 from its failed commit.
+FREE_DISK_CHECK_SECONDS = 1.0
+
+
 class SpoolHandler:
     """aiosmtpd handler that spools every accepted message."""
 
     def __init__(self, app: App, writer: SpoolWriter) -> None:
         self.app = app
         self.writer = writer
+        # (time.monotonic() when read, free bytes under home)
+        self._free_disk: tuple[float, int] = (float("-inf"), 0)
 
     def disk_is_short(self) -> bool:
         """True when free disk under home is below the configured margin."""
         settings = self.app.settings
-        try:
-            free = shutil.disk_usage(Path(settings.home)).free
-        except OSError:
-            log.exception("free disk under %s could not be read", settings.home)
-            return True
+        read_at, free = self._free_disk
+        if time.monotonic() - read_at > FREE_DISK_CHECK_SECONDS:
+            try:
+                free = shutil.disk_usage(Path(settings.home)).free
+            except OSError:
+                log.exception("free disk under %s could not be read", settings.home)
+                return True
+            self._free_disk = (time.monotonic(), free)
         if free < settings.free_disk_margin_bytes:
             log.warning(
                 "free disk %d bytes under %s is below the margin of %d bytes",
@@ -387,12 +429,15 @@ class SpoolHandler:
         if not envelope.smtp_utf8 and not address.isascii():
             log.info("RCPT rejected peer=%s: non-ASCII address without SMTPUTF8", session.peer)
             return replies.NON_ASCII_ADDRESS
-        loop = asyncio.get_running_loop()
-        try:
-            served = await loop.run_in_executor(None, self.app.serves, address)
-        except Exception:
-            log.exception("RCPT check for %s failed, replying 451", address)
-            return replies.SPOOL_UNAVAILABLE
+        served = self.app.serves_from_cache(address)
+        if served is None:
+            # The cache has expired: reload it on a thread, not on the loop.
+            loop = asyncio.get_running_loop()
+            try:
+                served = await loop.run_in_executor(None, self.app.serves, address)
+            except Exception:
+                log.exception("RCPT check for %s failed, replying 451", address)
+                return replies.SPOOL_UNAVAILABLE
         if not served:
             log.info("RCPT rejected peer=%s rcpt=<%s>: not served", session.peer, address)
             return replies.RCPT_NOT_SERVED.format(address=address)
@@ -457,16 +502,17 @@ def _peer(peer: Any) -> str | None:
 
 
 async def start_smtp_server(
-    app: App, host: str, port: int, on_spooled: Callable[[int], None]
+    app: App, host: str, port: int, on_spooled: Callable[[list[int]], None]
 ) -> SMTPListener:
     """Listen on ``host:port`` in the running loop and return the listener.
 
-    ``on_spooled`` is called with each new spool id, on the spool writer's
-    thread, once the row is committed.
+    ``on_spooled`` is called with the new spool ids of one or more
+    commits, on a thread of the spool writer, once their rows are
+    committed.
     """
     settings = app.settings
     settings.temporary_dir.mkdir(parents=True, exist_ok=True)
-    writer = SpoolWriter(app.sessions, on_committed=on_spooled)
+    writer = SpoolWriter(app.engine, on_committed=on_spooled)
     handler = SpoolHandler(app, writer)
     loop = asyncio.get_running_loop()
     limit = settings.max_message_bytes
@@ -489,6 +535,9 @@ async def start_smtp_server(
             sessions=sessions,
         )
 
+    # The first ORM query would configure every mapper, which takes longer
+    # than the query itself, in the RCPT that loads the served addresses.
+    await loop.run_in_executor(None, configure_mappers)
     try:
         server = await loop.create_server(factory, host=host, port=port)
     except OSError:
