@@ -79,11 +79,16 @@ def spool_messages(
     """Write every (raw, envelope) of ``mails`` in one transaction, commit,
     log each row, and return their ids in the same order.
 
+    The rows are ORM objects, so hooks on ``sessions`` see them in the
+    session (the IMAP reader records where each mail was read that way).
     Raises whatever the database raises, and then none of the rows is
     written.
     """
     with sessions.begin() as session:
-        spool_ids = insert_spool_rows(session.connection(), mails)
+        entries = [SpoolEntry(**_spool_row(raw, envelope)) for raw, envelope in mails]
+        session.add_all(entries)
+        session.flush()
+        spool_ids = [entry.id for entry in entries]
     log_spooled(spool_ids, mails)
     return spool_ids
 
