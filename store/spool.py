@@ -89,6 +89,7 @@ def spool_messages(
         session.add_all(entries)
         session.flush()
         spool_ids = [entry.id for entry in entries]
+        _write_large_raw(session.connection(), spool_ids, mails)
     log_spooled(spool_ids, mails)
     return spool_ids
 
@@ -104,6 +105,14 @@ def insert_spool_rows(connection: Connection, mails: list[tuple[RawMail, Envelop
     """
     rows = [_spool_row(raw, envelope) for raw, envelope in mails]
     spool_ids = list(connection.execute(_INSERT_SPOOL_ROWS, rows).scalars())
+    _write_large_raw(connection, spool_ids, mails)
+    return spool_ids
+
+
+def _write_large_raw(
+    connection: Connection, spool_ids: list[int], mails: list[tuple[RawMail, Envelope]]
+) -> None:
+    """Write the raw mail of each row over CHUNK_BYTES as its chunks."""
     for spool_id, (raw, _) in zip(spool_ids, mails):
         if len(raw) > CHUNK_BYTES:
             written = write_chunks(connection, SpoolChunk, spool_id, _chunks_of(raw))
@@ -112,7 +121,6 @@ def insert_spool_rows(connection: Connection, mails: list[tuple[RawMail, Envelop
                     f"raw mail changed while it was spooled: {len(raw)} bytes"
                     f" expected, {written} read"
                 )
-    return spool_ids
 
 
 def log_spooled(spool_ids: list[int], mails: list[tuple[RawMail, Envelope]]) -> None:
