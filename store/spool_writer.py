@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -36,6 +37,13 @@ DEFAULT_MAX_BATCH_MAILS = 64
 # A batch stops growing once its raw mails reach this size, so a few large
 # mails do not make the small ones behind them wait for a long write.
 DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024
+# How long the second thread waits after the first ids of a commit arrive.
+# Meanwhile the event loop sends that commit's 250 replies without
+# competing for the GIL, and the ids of the next commits join the same
+# call to ``on_committed``. Measured against no wait, in six paired runs of
+# 3,000 mails over 8 SMTP connections on 2 cores, the listener took more
+# mails/s in five, by about 5% (median).
+NOTIFY_DELAY_SECONDS = 0.002
 
 
 class SpoolWriterClosed(RuntimeError):
@@ -187,6 +195,8 @@ class SpoolWriter:
         while not stopping:
             spool_ids: list[int] = []
             item = self._committed.get()
+            if item is not _STOP:
+                time.sleep(NOTIFY_DELAY_SECONDS)
             while item is not _STOP:
                 committed_ids, mails = item
                 log_spooled(committed_ids, mails)
