@@ -187,7 +187,9 @@ def test_replay_compares_with_recorded_routing(
 ) -> None:
     with Gateway.start(home=tmp_path / "desk") as desk:
         setup_desk(desk.app)
+        # One at a time, so the worker threads cannot swap the ticket ids.
         desk.send(customer_mail(subject="Invoice 12"), "ana@vip.example.com", [SUPPORT])
+        desk.wait_idle()
         desk.send(customer_mail(subject="Your receipt", sender="bo@example.org"),
                   "bo@example.org", [SUPPORT])
         desk.wait_idle()
