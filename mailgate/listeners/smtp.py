@@ -264,8 +264,8 @@ class GatewaySMTP(SMTP):
         limit = self.data_size_limit
         fragments: list[bytes] = []
         while self.transport is not None:
-            # aiosmtpd's eof_received cancels this coroutine, so readuntil()
-            # never raises IncompleteReadError.
+            # When the client goes away, aiosmtpd's eof_received cancels this
+            # coroutine, so the read ends in CancelledError.
             try:
                 line = await self._reader.readuntil(_CRLF)
             except asyncio.CancelledError:

@@ -1,7 +1,7 @@
 """The key under which a mail counts as seen before.
 
-It hashes the Message-ID, the header fields the sender wrote (leaving out
-trace fields and X- fields that relays add) and the body, so the same mail
+It hashes the Message-ID, the header fields the sender wrote and the body.
+Trace fields and X- fields that relays add are left out. So the same mail
 relayed twice is one mail, while two mails that share a Message-ID but
 differ in Date, Subject or body are two. The body is hashed a piece at a
 time, so a large mail costs no copy of itself.
@@ -13,8 +13,8 @@ import hashlib
 import re
 from typing import Any
 
-# Header fields that relays and filters add on the way; the same mail that
-# reached us twice by two paths differs only in these (and in X- fields).
+# Header fields that relays and filters add on the way. The same mail that
+# reached us twice by two paths differs only in these and in X- fields.
 TRANSIT_FIELDS = frozenset({
     "received", "return-path", "delivered-to", "x-original-to", "envelope-to",
     "dkim-signature", "arc-seal", "arc-message-signature", "arc-authentication-results",
